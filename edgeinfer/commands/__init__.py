@@ -1,0 +1,1 @@
+"""CLI verbs: one module each, with add_parser(subparsers)."""

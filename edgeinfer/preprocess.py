@@ -1,0 +1,95 @@
+"""Letterbox resizing and input quantization, with the exact inverse mapping for boxes.
+
+Quantization is fused with the /255 normalisation and the channel swap into one lookup table per model:
+``lut[pixel]`` is the value the input tensor wants for a uint8 pixel, whatever its dtype, scale and zero
+point. One ``np.take`` per image does normalise + quantize + BGR->RGB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+PAD_VALUE = 114  # Ultralytics' letterbox grey
+
+
+@dataclass(frozen=True, slots=True)
+class Letterbox:
+    """How an image of (height, width) was placed into the model's (in_h, in_w) input."""
+
+    scale: float
+    pad_left: int
+    pad_top: int
+    new_w: int
+    new_h: int
+    width: int
+    height: int
+
+    @classmethod
+    def fit(cls, height: int, width: int, in_h: int, in_w: int) -> Letterbox:
+        # Same arithmetic as Ultralytics' LetterBox(auto=False, center=True), so user models see the input
+        # they were trained on.
+        r = min(in_h / height, in_w / width)
+        new_w, new_h = round(width * r), round(height * r)
+        dw, dh = (in_w - new_w) / 2, (in_h - new_h) / 2
+        return cls(r, round(dw - 0.1), round(dh - 0.1), new_w, new_h, width, height)
+
+    def to_original(self, xyxy: np.ndarray) -> np.ndarray:
+        """Map boxes from model-input pixels back to original-image pixels, clipped to the image."""
+        out = np.empty_like(xyxy, dtype=np.float32)
+        out[:, [0, 2]] = (xyxy[:, [0, 2]] - self.pad_left) / self.scale
+        out[:, [1, 3]] = (xyxy[:, [1, 3]] - self.pad_top) / self.scale
+        np.clip(out[:, [0, 2]], 0, self.width, out=out[:, [0, 2]])
+        np.clip(out[:, [1, 3]], 0, self.height, out=out[:, [1, 3]])
+        return out
+
+    def to_input(self, xyxy: np.ndarray) -> np.ndarray:
+        """Original-image pixels to model-input pixels (the forward mapping; used by tests)."""
+        out = np.asarray(xyxy, dtype=np.float32) * self.scale
+        out[:, [0, 2]] += self.pad_left
+        out[:, [1, 3]] += self.pad_top
+        return out
+
+
+def letterbox(
+    image: np.ndarray, in_h: int, in_w: int, out: np.ndarray | None = None
+) -> tuple[np.ndarray, Letterbox]:
+    """Resize keeping the aspect ratio and pad to (in_h, in_w) with grey. Returns (canvas, geometry)."""
+    h, w = image.shape[:2]
+    box = Letterbox.fit(h, w, in_h, in_w)
+    canvas = out if out is not None else np.empty((in_h, in_w, 3), np.uint8)
+    if (box.new_w, box.new_h) != (w, h):
+        image = cv2.resize(image, (box.new_w, box.new_h), interpolation=cv2.INTER_LINEAR)
+    top, left = box.pad_top, box.pad_left
+    canvas[:top] = PAD_VALUE
+    canvas[top + box.new_h :] = PAD_VALUE
+    canvas[top : top + box.new_h, :left] = PAD_VALUE
+    canvas[top : top + box.new_h, left + box.new_w :] = PAD_VALUE
+    canvas[top : top + box.new_h, left : left + box.new_w] = image
+    return canvas, box
+
+
+def input_lut(dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
+    """256-entry table: uint8 pixel -> model input value (normalised to [0, 1], then quantized if needed)."""
+    pixels = np.arange(256, dtype=np.float64) / 255.0
+    if np.issubdtype(dtype, np.integer):
+        if scale <= 0:
+            raise ValueError(f"integer input without quantization parameters (scale={scale})")
+        info = np.iinfo(dtype)
+        return np.clip(np.round(pixels / scale + zero_point), info.min, info.max).astype(dtype)
+    return pixels.astype(dtype)
+
+
+def quantize_threshold(threshold: float, scale: float, zero_point: int, dtype: np.dtype) -> int:
+    """Smallest quantized value whose dequantized value is >= threshold (for filtering before dequantizing)."""
+    info = np.iinfo(dtype)
+    q = int(np.ceil(threshold / scale + zero_point - 1e-9))
+    return max(info.min, min(info.max + 1, q))
+
+
+def dequantize(values: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    if scale <= 0 or not np.issubdtype(values.dtype, np.integer):
+        return values.astype(np.float32, copy=False)
+    return (values.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)

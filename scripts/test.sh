@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The one command that sets up and runs the whole test suite: scripts/test.sh [pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/test-services.sh
+scripts/setup.sh dev
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+exec .venv/bin/python -m pytest "$@"
