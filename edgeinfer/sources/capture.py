@@ -178,9 +178,8 @@ class Capture:
         if self._stop.is_set():
             return
         self.state = "backoff"
-        logger.warning(
-            "camera %s: %s failed: %s; retrying in %.2f s", self.name, self.description, reason, delay
-        )
+        where = "" if reason.startswith(self.description) else f"{self.description}: "
+        logger.warning("camera %s: %s%s; retrying in %.2f s", self.name, where, reason, delay)
         self._stop.wait(delay)
 
     def _close(self, reader: FrameReader) -> None:

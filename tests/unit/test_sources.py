@@ -51,7 +51,8 @@ def test_video_file_reads_every_frame_then_ends(tmp_path: Path, name: str, fourc
     assert reader.live is False
     reader.open()
     images = read_all(reader)
-    assert [round(float(im.mean()) / 50) for im in images] == [round(v / 50) for v in LEVELS]
+    nearest = [int(np.argmin([abs(float(im.mean()) - v) for v in LEVELS])) for im in images]
+    assert nearest == list(range(len(LEVELS)))
     assert all(im.shape == (H, W, 3) and im.dtype == np.uint8 for im in images)
     assert reader.read() is None  # stays at the end
     reader.open()  # reopening starts over (this is how a looping camera rewinds)
