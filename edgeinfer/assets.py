@@ -49,7 +49,11 @@ def resolve_model(spec: str) -> Path:
 
 
 def demo_clip() -> Path:
-    return bundled_dir() / "demo.mp4"
+    """The bundled clip (its absence is reported by the camera that opens it, not by the config)."""
+    for candidate in (_HERE / "_bundled", _HERE.parent / "models" / "bundled"):
+        if (candidate / "demo.mp4").is_file():
+            return candidate / "demo.mp4"
+    return _HERE.parent / "models" / "bundled" / "demo.mp4"
 
 
 def test_images_dir() -> Path:

@@ -28,7 +28,8 @@ _VERBS = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="edgeinfer", description=__doc__.splitlines()[0] if __doc__ else None
+        prog="edgeinfer",
+        description="edgeinfer: on-device inference runtime for edge boxes (cameras -> INT8 YOLO -> MQTT / InfluxDB).",
     )
     parser.add_argument("--version", action="version", version=f"edgeinfer {__version__}")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

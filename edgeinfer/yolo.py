@@ -133,7 +133,7 @@ class YoloDecoder:
             return Detections.empty()
         class_id = cls_scores.argmax(axis=0)
         score = cls_scores[class_id, np.arange(cls_scores.shape[1])]
-        ok = score >= self.conf
+        ok = score >= self.conf - 1e-6  # the quantized cut already decided; allow float rounding
         xywh, score, class_id = sub[:4, ok].T, score[ok], class_id[ok]
         if self._box_scale is not None:
             xywh = xywh * self._box_scale

@@ -1,0 +1,122 @@
+"""Config loading: defaults, env substitution, secret files, and errors that name the YAML path and line."""
+
+import textwrap
+
+import pytest
+
+from edgeinfer.config import dump_yaml, load_config
+from edgeinfer.errors import ConfigError
+
+
+def write(tmp_path, text):
+    path = tmp_path / "edgeinfer.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_minimal_config_fills_defaults(tmp_path):
+    cfg = load_config(write(tmp_path, "cameras:\n  - {name: dock, source: {type: synthetic}}\n"))
+    assert cfg.detector.model == "bundled" and cfg.detector.conf == 0.25
+    assert cfg.batching.max_batch_size == 4 and cfg.batching.max_staleness_ms == 500
+    assert cfg.http.listen == "127.0.0.1:9108"
+    assert cfg.mqtt is None and cfg.influxdb is None
+    assert cfg.cameras[0].events == "on_change"
+
+
+def test_sizes_and_durations_take_units(tmp_path):
+    cfg = load_config(
+        write(tmp_path, "storage: {max_bytes: 64MiB, retention: 12h}\ncameras: [{name: a, source: 0}]\n")
+    )
+    assert cfg.storage.max_bytes == 64 * 2**20
+    assert cfg.storage.retention == 12 * 3600
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "cameras:\n  - name: dock\n    source: 0\n    fps: -3\n",
+            r"edgeinfer.yaml:4: cameras\[0\]\.fps: Input should be greater than 0",
+        ),
+        (
+            "cameras:\n  - name: dock\n    sauce: 0\n",
+            r"edgeinfer.yaml:3: cameras\[0\]\.sauce: Extra inputs are not permitted",
+        ),
+        ("cameras:\n  - name: dock\n", r"edgeinfer.yaml:2: cameras\[0\]\.source: Field required"),
+        (
+            "batching:\n  max_batch_size: many\n",
+            r"edgeinfer.yaml:2: batching\.max_batch_size: Input should be a valid integer",
+        ),
+        ("storage:\n  retention: forever\n", r"storage\.retention: expected a duration such as 7d"),
+        ("detector:\n  backend: cuda\n", r"detector\.backend: Input should be 'auto', 'litert'"),
+        (
+            "cameras:\n  - {name: a, source: 0}\n  - {name: a, source: 1}\n",
+            r"camera names must be unique, repeated: a",
+        ),
+        (
+            "cameras:\n  - {name: a, source: 0, zones: [[[0, 0], [1, 1]]]}\n",
+            r"a zone needs at least 3 points",
+        ),
+        ("mqtt: [1, 2]\n", r"edgeinfer.yaml:1: mqtt: Input should be a valid dictionary"),
+        ("cameras: [\n", r"edgeinfer.yaml:\d+: not valid YAML"),
+        ("- just\n- a list\n", r"expected a mapping of sections"),
+    ],
+)
+def test_errors_name_the_yaml_path_line_and_expectation(tmp_path, text, expected):
+    with pytest.raises(ConfigError, match=expected):
+        load_config(write(tmp_path, text))
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_env_substitution_and_defaults(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGE_HOST", "broker.lan")
+    cfg = load_config(
+        write(
+            tmp_path,
+            """
+        cameras: [{name: a, source: 0}]
+        mqtt: {host: "${EDGE_HOST}", port: "${EDGE_PORT:-1884}"}
+        """,
+        )
+    )
+    assert cfg.mqtt.host == "broker.lan" and cfg.mqtt.port == 1884
+
+
+def test_unset_env_variable_names_the_path(tmp_path, monkeypatch):
+    monkeypatch.delenv("NOPE_TOKEN", raising=False)
+    text = "cameras: [{name: a, source: 0}]\ninfluxdb:\n  url: http://x:8086\n  bucket: b\n  token: ${NOPE_TOKEN}\n"
+    with pytest.raises(
+        ConfigError, match=r"edgeinfer.yaml:5: influxdb\.token: environment variable NOPE_TOKEN is not set"
+    ):
+        load_config(write(tmp_path, text))
+
+
+def test_secrets_from_files_are_redacted_in_show(tmp_path, monkeypatch):
+    (tmp_path / "pw").write_text("hunter2-mqtt\n")
+    monkeypatch.setenv("INFLUX_TOKEN", "s3cr3t-influx-token")
+    cfg = load_config(
+        write(
+            tmp_path,
+            f"""
+        cameras: [{{name: a, source: 0}}]
+        mqtt: {{username: edge, password_file: {tmp_path / "pw"}}}
+        influxdb: {{url: "http://localhost:8086", bucket: b, token: "${{INFLUX_TOKEN}}"}}
+        """,
+        )
+    )
+    assert cfg.mqtt.password.get_secret_value() == "hunter2-mqtt"
+    assert cfg.influxdb.token.get_secret_value() == "s3cr3t-influx-token"
+    shown = dump_yaml(cfg)
+    assert "hunter2" not in shown and "s3cr3t" not in shown
+    assert "password: '********'" in shown and "token: '********'" in shown
+    assert "hunter2" not in repr(cfg) and "s3cr3t" not in repr(cfg)
+
+
+def test_unreadable_secret_file_is_a_config_error(tmp_path):
+    text = f"cameras: [{{name: a, source: 0}}]\nmqtt:\n  password_file: {tmp_path / 'missing'}\n"
+    with pytest.raises(ConfigError, match=r"mqtt: .*password_file: cannot read"):
+        load_config(write(tmp_path, text))

@@ -1,0 +1,71 @@
+"""Letterbox geometry and its inverse, input quantization lookup tables."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edgeinfer.preprocess import PAD_VALUE, Letterbox, dequantize, input_lut, letterbox, quantize_threshold
+
+
+@given(
+    h=st.integers(16, 2000),
+    w=st.integers(16, 2000),
+    x1=st.floats(0, 0.9),
+    y1=st.floats(0, 0.9),
+    bw=st.floats(0.01, 0.1),
+    bh=st.floats(0.01, 0.1),
+)
+def test_letterbox_round_trip(h, w, x1, y1, bw, bh):
+    box = Letterbox.fit(h, w, 320, 320)
+    original = np.array([[x1 * w, y1 * h, (x1 + bw) * w, (y1 + bh) * h]], np.float32)
+    back = box.to_original(box.to_input(original))
+    np.testing.assert_allclose(back, original, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "pad_top", "pad_left"), [(480, 640, 40, 0), (640, 480, 0, 40), (320, 320, 0, 0)]
+)
+def test_letterbox_pads_with_grey_around_the_centred_image(h, w, pad_top, pad_left):
+    image = np.full((h, w, 3), 7, np.uint8)
+    canvas, box = letterbox(image, 320, 320)
+    assert (box.pad_top, box.pad_left) == (pad_top, pad_left)
+    assert canvas.shape == (320, 320, 3)
+    if pad_top:
+        assert (canvas[:pad_top] == PAD_VALUE).all()
+        assert (canvas[-pad_top:] == PAD_VALUE).all()
+    if pad_left:
+        assert (canvas[:, :pad_left] == PAD_VALUE).all()
+    assert (canvas[pad_top : 320 - pad_top, pad_left : 320 - pad_left] == 7).all()
+
+
+def test_uint8_input_with_unit_scale_is_the_identity():
+    lut = input_lut(np.dtype(np.uint8), 1 / 255, 0)
+    assert lut.dtype == np.uint8
+    np.testing.assert_array_equal(lut, np.arange(256))
+
+
+def test_int8_input_shifts_by_the_zero_point():
+    lut = input_lut(np.dtype(np.int8), 1 / 255, -128)
+    assert lut[0] == -128 and lut[255] == 127 and lut[128] == 0
+
+
+def test_float_input_is_normalised():
+    lut = input_lut(np.dtype(np.float32), 0.0, 0)
+    assert lut[0] == 0.0 and lut[255] == pytest.approx(1.0)
+
+
+def test_integer_input_without_scale_is_refused():
+    with pytest.raises(ValueError, match="quantization"):
+        input_lut(np.dtype(np.int8), 0.0, 0)
+
+
+@pytest.mark.parametrize("conf", [0.001, 0.25, 0.5, 0.9])
+@pytest.mark.parametrize(
+    ("dtype", "scale", "zero"), [(np.int8, 1 / 255, -128), (np.uint8, 0.0039, 3), (np.int8, 0.0078, 0)]
+)
+def test_quantized_threshold_is_exact(conf, dtype, scale, zero):
+    q = quantize_threshold(conf, scale, zero, np.dtype(dtype))
+    values = np.arange(np.iinfo(dtype).min, np.iinfo(dtype).max + 1).astype(dtype)
+    passes = dequantize(values, scale, zero) >= np.float32(conf) - 1e-6
+    assert (values >= q).tolist() == passes.tolist()

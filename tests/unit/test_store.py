@@ -1,0 +1,91 @@
+"""The SQLite outbox: ordering, cursors, dead letters, retention and the size cap."""
+
+import json
+import time
+
+import pytest
+
+from edgeinfer.store import EventRow, Store
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "edgeinfer.db")
+    yield s
+    s.close()
+
+
+def events(n, camera="a", start_ns=0):
+    return [EventRow(camera, start_ns + i, json.dumps({"camera": camera, "seq": i})) for i in range(n)]
+
+
+def test_events_read_back_in_order_with_filters(store):
+    store.append(events(3, "a", start_ns=10), [])
+    store.append(events(2, "b", start_ns=20), [])
+    assert [json.loads(b)["seq"] for b in store.events(camera="a")] == [0, 1, 2]
+    assert len(store.events(since_ns=20)) == 2
+    assert [json.loads(b)["seq"] for b in store.events(limit=2, newest_first=True)] == [1, 0]
+
+
+def test_cursor_delivers_everything_once_in_order(store):
+    store.register_sink("mqtt", "events")
+    store.append(events(5), [])
+    first = store.pending("mqtt", "events", 3)
+    assert [r.id for r in first] == [1, 2, 3] and first[0].camera == "a"
+    store.ack("mqtt", "events", first[-1].id)
+    assert store.backlog("mqtt", "events") == 2
+    assert [r.id for r in store.pending("mqtt", "events", 10)] == [4, 5]
+    store.ack("mqtt", "events", 2)  # a late, smaller ack never moves the cursor back
+    assert store.cursor("mqtt", "events") == 3
+
+
+def test_cursor_survives_reopen(tmp_path):
+    s = Store(tmp_path / "db")
+    s.append([], ["m f=1i 1", "m f=2i 2"])
+    s.ack("influxdb", "points", 1)
+    s.close()
+    s = Store(tmp_path / "db")
+    assert [r.body for r in s.pending("influxdb", "points", 10)] == ["m f=2i 2"]
+    s.close()
+
+
+def test_dead_letters_keep_the_server_message(store):
+    store.append([], ["bad line", "good f=1i 1"])
+    rows = store.pending("influxdb", "points", 1)
+    store.dead_letter("influxdb", "points", rows, "400: unable to parse 'bad line'")
+    assert store.dead_letters("influxdb") == [("influxdb", "bad line", "400: unable to parse 'bad line'")]
+    assert store.counters()["dead_letters.influxdb"] == 1
+
+
+def test_retention_prunes_old_rows_and_counts_undelivered(store):
+    store.register_sink("mqtt", "events")
+    now = time.time_ns()
+    old = now - int(8 * 86400 * 1e9)
+    store.append(events(4, start_ns=old), [(old, "m f=1i 1")])
+    store.append(events(2, start_ns=now), [(now, "m f=1i 2")])
+    store.ack("mqtt", "events", 1)  # one old event was delivered, three were not
+    result = store.prune(now)
+    assert result.deleted == 5  # 4 old events + 1 old point
+    assert store.count("events") == 2 and store.count("points") == 1
+    assert store.counters()["dropped_undelivered.events"] == 3
+
+
+def test_size_cap_drops_oldest_rows_first(tmp_path):
+    s = Store(tmp_path / "db", max_bytes=1 << 20)
+    body = "x" * 2000
+    now = time.time_ns()
+    for i in range(20):
+        s.append(
+            [
+                EventRow("a", now + i * 100 + k, json.dumps({"seq": i * 100 + k, "pad": body}))
+                for k in range(100)
+            ]
+        )
+    assert s.size_bytes() > 1 << 20
+    result = s.prune(now)
+    assert result.deleted > 0
+    assert s.size_bytes() <= 1 << 20
+    remaining = [json.loads(b)["seq"] for b in s.events()]
+    assert remaining == list(range(2000 - len(remaining), 2000))  # newest kept, contiguous
+    assert s.counters()["pruned.events"] == result.deleted
+    s.close()
