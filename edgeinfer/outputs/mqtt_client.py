@@ -17,6 +17,7 @@ import contextlib
 import logging
 import random
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +61,7 @@ class Message:
     payload: bytes
     qos: int
     mid: int
+    received_ns: int  # wall-clock receive time, strictly increasing per client
     _client: paho.Client
 
     def ack(self) -> None:
@@ -146,6 +148,7 @@ class MQTTClient:
         self._connack: asyncio.Future[ReasonCode] | None = None
         self._pending: dict[int, asyncio.Future[None]] = {}
         self._subscribed: dict[int, asyncio.Future[list[ReasonCode]]] = {}
+        self._last_received_ns = 0
 
     # ----------------------------------------------------------------- public
 
@@ -247,7 +250,9 @@ class MQTTClient:
         self._lost.clear()
         self._connack = loop.create_future()
         self._client = client
-        clean_start = not self.persistent
+        clean_start: Any = (
+            (not self.persistent) if self.cfg.protocol == "5" else paho.MQTT_CLEAN_START_FIRST_ONLY
+        )
         try:
             await loop.run_in_executor(
                 None,
@@ -325,7 +330,9 @@ class MQTTClient:
         self._schedule(client, self._on_published, mid, reason)
 
     def _cb_message(self, client: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
-        message = Message(msg.topic, bytes(msg.payload), msg.qos, msg.mid, client)
+        now = time.time_ns()
+        self._last_received_ns = now = max(now, self._last_received_ns + 1)
+        message = Message(msg.topic, bytes(msg.payload), msg.qos, msg.mid, now, client)
         self._schedule(client, self._on_received, message)
 
     def _cb_subscribe(

@@ -226,7 +226,7 @@ class SensorInput:
             batch.append(self._queue.get_nowait())
         return batch
 
-    def parse(self, message: Message, now_ns: int) -> tuple[str, Parsed | None]:
+    def parse(self, message: Message) -> tuple[str, Parsed | None]:
         """(subscription label, points) or (label, None) when the message was dropped (and counted)."""
         route = next((r for r in self.routes if r.template.match(message.topic) is not None), None)
         label = route.label if route is not None else UNMATCHED
@@ -234,7 +234,7 @@ class SensorInput:
             if route is None:
                 raise Rejected("unknown_topic", "no subscription matches the topic")
             return label, parse_payload(
-                route.sub, route.template, message.topic, message.payload, now_ns=now_ns,
+                route.sub, route.template, message.topic, message.payload, now_ns=message.received_ns,
                 max_bytes=self.cfg.max_payload_bytes,
             )  # fmt: skip
         except Rejected as exc:
@@ -249,8 +249,7 @@ class SensorInput:
             return label, None
 
     async def _process(self, batch: list[Message], stop: asyncio.Event) -> None:
-        now_ns = time.time_ns()
-        results = [self.parse(message, now_ns) for message in batch]
+        results = [self.parse(message) for message in batch]
         lines = [line for _, parsed in results if parsed is not None for line in parsed.lines]
         delays = backoff_delays(0.5, 10.0)
         while lines:
