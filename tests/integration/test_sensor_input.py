@@ -1,0 +1,255 @@
+"""Sensor input against a real Mosquitto: persistent sessions, manual acks, and malformed input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+import uuid
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from mqtt_helpers import publish_all
+from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client import CollectorRegistry
+
+from edgeinfer.config import MQTTConfig, SensorSubscription, TriggerCondition, TriggerConfig
+from edgeinfer.lineprotocol import parse_line
+from edgeinfer.outputs.sensor_parse import Rejected, TopicTemplate, parse_payload
+from edgeinfer.outputs.sensors import SensorContext, SensorInput, Triggers
+from edgeinfer.store import AsyncStore, Store
+
+pytestmark = pytest.mark.integration
+
+
+async def _until(predicate, within: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return predicate()
+
+
+def _points(store: Store) -> list[str]:
+    return [row.body for row in store.pending("reader", "points", 1_000_000, after_id=0)]
+
+
+def _cfg(broker, prefix: str, protocol: str, sensors: list[SensorSubscription], **extra) -> MQTTConfig:  # type: ignore[no-untyped-def]
+    return MQTTConfig(
+        host=broker.host,
+        port=broker.port,
+        client_id=f"box-{prefix}",
+        protocol=protocol,
+        sensors=sensors,
+        **extra,
+    )
+
+
+async def _run_until(sensor: SensorInput, predicate, within: float) -> bool:  # type: ignore[no-untyped-def]
+    stop = asyncio.Event()
+    task = asyncio.create_task(sensor.run(stop))
+    try:
+        return await _until(lambda: sensor.client.connections > 0 and predicate(), within)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+def test_persistent_session_delivers_readings_published_while_down(
+    broker, tmp_path: Path, protocol: str
+) -> None:  # type: ignore[no-untyped-def]
+    prefix = f"s{uuid.uuid4().hex[:8]}"
+    sub = SensorSubscription(topic=prefix + "/{site}/{sensor}", measurement="env", format="value")
+    cfg = _cfg(broker, prefix, protocol, [sub])
+    store = Store(tmp_path / "store.db")
+    astore = AsyncStore(store)
+    calls: list[tuple[str, float, float]] = []
+    rule = TriggerConfig(when=TriggerCondition(series=f"{prefix}/hall/pir", equals=1), camera="front", fps=12)
+
+    def on_trigger(camera: str, fps: float, for_s: float) -> None:
+        calls.append((camera, fps, for_s))
+
+    def make() -> SensorInput:
+        return SensorInput(
+            cfg, "box", astore, CollectorRegistry(), SensorContext(), Triggers([rule], on_trigger)
+        )
+
+    first = make()
+
+    async def online() -> bool:
+        async def publish_one() -> None:
+            await _until(lambda: first.client.connections > 0, 10)
+            await asyncio.sleep(0.3)  # SUBACK
+            await asyncio.to_thread(publish_all, broker.port, [(f"{prefix}/hall/pir", b"1")])
+
+        publisher = asyncio.create_task(publish_one())
+        ok = await _run_until(first, lambda: len(_points(store)) == 1, 15)
+        await publisher
+        return ok
+
+    assert asyncio.run(online())
+    assert first.context.latest(f"{prefix}/hall/pir") == 1.0
+    assert calls == [("front", 12.0, 10.0)]
+
+    # The daemon is down: 50 readings are queued in its session; the broker restarts meanwhile.
+    publish_all(broker.port, [(f"{prefix}/hall/t{i % 5}", str(i).encode()) for i in range(50)])
+    broker.stop()
+    broker.start()
+
+    second = make()
+    assert asyncio.run(_run_until(second, lambda: len(_points(store)) == 51, 20)), len(_points(store))
+    values = sorted(parse_line(line).fields["value"] for line in _points(store)[1:])
+    assert values == [float(i) for i in range(50)]
+    assert {parse_line(line).tags["sensor"] for line in _points(store)[1:]} == {f"t{i}" for i in range(5)}
+    astore.close()
+
+
+# --------------------------------------------------------------------------- malformed input
+
+MAX_BYTES = 512
+JSON_SUB = SensorSubscription(topic="{prefix}/json/{site}/{sensor}", measurement="env", tags=["room"])
+VALUE_SUB = SensorSubscription(topic="{prefix}/value/{site}", measurement="raw", format="value")
+LINE_SUB = SensorSubscription(topic="{prefix}/line/{site}", format="line")
+
+_scalar = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8))
+_json_any = st.recursive(_scalar, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=8)  # fmt: skip
+
+
+@st.composite
+def _deep(draw: st.DrawFn) -> bytes:
+    depth = draw(st.integers(min_value=5, max_value=200))
+    return ('{"a":' * depth + "1" + "}" * depth).encode()
+
+
+_bad_json = st.one_of(
+    st.binary(max_size=64),  # mostly not UTF-8 / not JSON
+    st.text(max_size=40).map(str.encode),  # not JSON, or JSON of the wrong kind
+    _json_any.map(lambda v: json.dumps(v).encode()),  # wrong types, arrays, no numeric field, ...
+    st.dictionaries(st.text(min_size=1, max_size=4), st.sampled_from([math.nan, math.inf, -math.inf]), min_size=1,
+                    max_size=3).map(lambda d: json.dumps(d).encode()),  # NaN / Infinity
+    _deep(),
+    st.integers(min_value=MAX_BYTES + 1, max_value=MAX_BYTES + 200).map(lambda n: b'{"t": 1, "pad": "' + b"x" * n + b'"}'),
+)  # fmt: skip
+_bad_value = st.one_of(
+    st.text(max_size=12).map(str.encode),
+    st.sampled_from([b"nan", b"-inf", b"Infinity", b"1_0", b"1e999", b"{}"]),
+)
+_bad_line = st.one_of(
+    st.text(max_size=30).map(str.encode), st.sampled_from([b"m f=nan", b"m f=1 x", b"m,t f=1"])
+)
+_bad = st.one_of(
+    st.tuples(st.just("json"), _bad_json),
+    st.tuples(st.just("value"), _bad_value),
+    st.tuples(st.just("line"), _bad_line),
+)
+
+
+def _generate_bad(prefix: str, subs: dict[str, SensorSubscription], count: int) -> list[tuple[str, bytes]]:
+    """Hypothesis generates the malformed payloads; each is checked to be rejected by the parser."""
+    found: list[tuple[str, bytes]] = []
+    templates = {k: TopicTemplate(s.topic) for k, s in subs.items()}
+    topics = {
+        "json": f"{prefix}/json/site/s1",
+        "value": f"{prefix}/value/site",
+        "line": f"{prefix}/line/site",
+    }
+
+    @settings(max_examples=count // 40 + 20, database=None, phases=[Phase.generate], deadline=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(st.lists(_bad, min_size=40, max_size=40))
+    def collect(batch: list[tuple[str, bytes]]) -> None:
+        for kind, payload in batch:
+            try:
+                parse_payload(subs[kind], templates[kind], topics[kind], payload, now_ns=time.time_ns(),
+                              max_bytes=MAX_BYTES)  # fmt: skip
+            except Rejected:
+                found.append((topics[kind], payload))
+
+    collect()
+    assert len(found) >= count, len(found)
+    return found[:count]
+
+
+def test_ten_thousand_malformed_payloads_among_a_thousand_valid_readings(
+    broker, tmp_path: Path, record_property
+) -> None:  # type: ignore[no-untyped-def]
+    prefix = f"f{uuid.uuid4().hex[:8]}"
+    subs = {k: s.model_copy(update={"topic": s.topic.replace("{prefix}", prefix)})
+            for k, s in {"json": JSON_SUB, "value": VALUE_SUB, "line": LINE_SUB}.items()}  # fmt: skip
+    bad = _generate_bad(prefix, subs, 9_900)
+    # A topic left in the persistent session by an older config: matches no subscription now.
+    stale = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"box-{prefix}-sensors", clean_session=False)
+    stale.connect(broker.host, broker.port)
+    stale.loop_start()
+    stale.subscribe(f"{prefix}/stale/#", qos=1)
+    time.sleep(0.3)
+    stale.disconnect()
+    stale.loop_stop()
+    bad += [(f"{prefix}/stale/x", b"1")] * 100
+    base_ms = time.time_ns() // 10**6
+    good = [
+        (f"{prefix}/json/site{i % 7}/s{i % 3}", json.dumps({"t": i, "ok": True, "room": "r", "time": base_ms + i}).encode())
+        if i % 2 else (f"{prefix}/line/site{i % 4}", f"m,k=v f={i}i {(base_ms + i) * 10**6}".encode())
+        for i in range(1000)
+    ]  # fmt: skip
+    messages = []  # each valid reading between ten malformed ones
+    for i, reading in enumerate(good):
+        messages += [*bad[i * 10 : i * 10 + 10], reading]
+    assert len(messages) == 11_000
+
+    cfg = _cfg(broker, prefix, "5", list(subs.values()), max_payload_bytes=MAX_BYTES)
+    store = Store(tmp_path / "store.db")
+    astore = AsyncStore(store)
+    registry = CollectorRegistry()
+    sensor = SensorInput(cfg, "box", astore, registry, SensorContext(), log_interval_s=3600)
+
+    def handled() -> float:
+        accepted = sum(registry.get_sample_value("edgeinfer_sensor_messages_accepted_total", {"subscription": s.topic}) or 0
+                       for s in subs.values())  # fmt: skip
+        return accepted + _dropped(registry)
+
+    async def scenario() -> float:
+        stop = asyncio.Event()
+        task = asyncio.create_task(sensor.run(stop))
+        await _until(lambda: sensor.client.connections > 0, 10)
+        await asyncio.sleep(0.3)
+        started = time.monotonic()
+        await asyncio.to_thread(publish_all, broker.port, messages)
+        assert await _until(lambda: handled() >= 11_000, 60), handled()
+        elapsed = time.monotonic() - started
+        assert not task.done()  # still up
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        return elapsed
+
+    elapsed = asyncio.run(scenario())
+    lines = _points(store)
+    assert len(lines) == 1000
+    stored = sorted(int(parse_line(line).fields.get("t", parse_line(line).fields.get("f"))) for line in lines)
+    assert stored == list(range(1000))
+    assert _dropped(registry) == 10_000
+    assert (
+        registry.get_sample_value(
+            "edgeinfer_sensor_messages_dropped_total", {"subscription": "(none)", "reason": "unknown_topic"}
+        )
+        == 100
+    )
+    record_property("sensor_messages_per_s", round(11_000 / elapsed))
+    print(f"11,000 sensor messages handled in {elapsed:.1f} s ({11_000 / elapsed:.0f}/s)")
+    astore.close()
+
+
+def _dropped(registry: CollectorRegistry) -> float:
+    return sum(
+        sample.value
+        for metric in registry.collect()
+        if metric.name == "edgeinfer_sensor_messages_dropped"
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )
