@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 SINK = "influxdb"
 BAD_DATA = {400, 413, 422}
-FINAL_FLUSH_S = 5.0
+FINAL_FLUSH_S = 2.0
 
 
 class WriteRejected(SinkError):
