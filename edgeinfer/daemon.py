@@ -52,6 +52,7 @@ class Daemon:
         config: Config,
         *,
         detector: Detector | None = None,
+        metrics: Metrics | None = None,
         duration: float | None = None,
         max_frames: int | None = None,
         status_interval: float = 5.0,
@@ -59,7 +60,7 @@ class Daemon:
         self.config = config
         self.duration, self.status_interval = duration, status_interval
         self.detector = detector or detector_from_config(config.detector)
-        self.metrics = Metrics()
+        self.metrics = metrics or Metrics()
         self.store = AsyncStore(open_store(config))
         self.writer = StoreWriter(self.store, self.metrics)
         self.outputs: Any = None

@@ -20,6 +20,12 @@ class Window:
     def add(self, value: float) -> None:
         self._values.append(value)
 
+    def clear(self) -> None:
+        self._values.clear()
+
+    def values(self) -> np.ndarray:
+        return np.fromiter(self._values, float)
+
     def percentiles(self, qs: tuple[float, ...] = (50, 99)) -> list[float] | None:
         if not self._values:
             return None
@@ -30,7 +36,7 @@ class Window:
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, window_size: int = 2048) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.frames_captured = Counter(
@@ -72,5 +78,5 @@ class Metrics:
         self.camera_up = Gauge(
             "edgeinfer_camera_up", "1 while a camera delivers frames", ["camera"], registry=r
         )
-        self.windows = {stage: Window() for stage in STAGES}
+        self.windows = {stage: Window(window_size) for stage in STAGES}
         self.batch_window = Window(512)
