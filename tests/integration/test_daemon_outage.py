@@ -42,13 +42,17 @@ def _start(config: Path, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def _wait(predicate, within: float, what: str) -> None:  # type: ignore[no-untyped-def]
+def _wait(predicate, within: float, what: str, daemon: subprocess.Popen[bytes], log: Path) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if predicate():
             return
+        if daemon.poll() is not None:
+            raise AssertionError(
+                f"the daemon exited ({daemon.returncode}) while waiting for {what}: {log.read_text()[-3000:]}"
+            )
         time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}: {log.read_text()[-3000:]}")
 
 
 def _keys_in_store(store: Store) -> list[tuple[str, frozenset[tuple[str, str]], int]]:
@@ -85,7 +89,7 @@ influxdb: {{url: "{victoria.url}", org: edge, bucket: edge, token: "t0ken", batc
     selector = f'{{device="{device}"}}'
     daemon = _start(config, log)
     try:
-        _wait(lambda: len(victoria.export(selector)) > 0, 90, "the first points in the TSDB")
+        _wait(lambda: len(victoria.export(selector)) > 0, 90, "the first points in the TSDB", daemon, log)
         victoria.stop()
         outage_started = time.time_ns()
         time.sleep(8)
@@ -96,7 +100,7 @@ influxdb: {{url: "{victoria.url}", org: edge, bucket: edge, token: "t0ken", batc
         outage_ended = time.time_ns()
         victoria.start()
         store = Store(data_dir / "edgeinfer.db")
-        _wait(lambda: store.backlog(SINK, "points") < 20, 60, "the backlog to drain")
+        _wait(lambda: store.backlog(SINK, "points") < 20, 60, "the backlog to drain", daemon, log)
         daemon.send_signal(signal.SIGTERM)  # clean stop: its last points are flushed
         assert daemon.wait(20) == 0, log.read_text()[-3000:]
     finally:
