@@ -22,7 +22,7 @@ from edgeinfer.http import HttpServer
 from edgeinfer.metrics import Metrics
 from edgeinfer.outbox import StoreWriter
 from edgeinfer.outputs import build_outputs
-from edgeinfer.pipeline import Pipeline, camera_fps
+from edgeinfer.pipeline import Pipeline
 from edgeinfer.store import AsyncStore, Store
 
 logger = logging.getLogger(__name__)
@@ -167,16 +167,12 @@ class Daemon:
         self.stop.set()
 
     async def _status_loop(self) -> None:
-        before, then = dict(self.pipeline.processed), time.monotonic()
         while True:
             await asyncio.sleep(self.status_interval)
-            now = time.monotonic()
-            after = dict(self.pipeline.processed)
-            fps = camera_fps(before, after, now - then)
-            before, then = after, now
             stats = self.pipeline.stats()
-            e2e = stats["latency_ms"].get("e2e", {})
-            dropped = sum(stats["dropped"].values())
+            fps = stats["fps"]
+            e2e = stats["latency_ms"]
+            dropped = sum(stats["drops"].values())
             logger.info(
                 "fps %s | batch %.2f | e2e p50 %.1f ms p99 %.1f ms | dropped %d | events %d",
                 " ".join(f"{n}={v:.1f}" for n, v in fps.items()),

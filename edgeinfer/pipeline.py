@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections import deque
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +79,7 @@ class Pipeline:
         self._context_series = {c.name: list(c.context) for c in config.cameras}
         self.captures: dict[str, Capture] = {}
         self.processed: dict[str, int] = {c.name: 0 for c in config.cameras}
+        self._recent: dict[str, deque[float]] = {c.name: deque(maxlen=256) for c in config.cameras}
         self.frames_total = 0
         self.batches = 0
         self.started = clock()
@@ -235,6 +237,7 @@ class Pipeline:
             )
             outcomes.append(outcome)
             self.processed[frame.camera] += 1
+            self._recent[frame.camera].append(done)
             self._m_processed[frame.camera].inc()
             if outcome.event is not None:
                 self._m_events[frame.camera].inc()
@@ -252,21 +255,33 @@ class Pipeline:
 
     # ------------------------------------------------------------------ status
 
+    def fps(self, window_s: float = 5.0) -> dict[str, float]:
+        """Processed frames per second per camera over the last few seconds."""
+        now = self._clock()
+        rates = {}
+        for name, times in self._recent.items():
+            recent = [t for t in times if now - t <= window_s]
+            span = now - recent[0] if len(recent) > 1 else 0.0
+            rates[name] = round((len(recent) - 1) / span, 2) if span > 0 else 0.0
+        return rates
+
     def stats(self) -> dict[str, Any]:
-        """A snapshot for status lines and the MQTT stats topic."""
+        """A snapshot for status lines and the MQTT stats topic (see schemas/stats.schema.json)."""
         counters = self.batcher.counters()
-        latency = {}
+        stages = {}
         for stage, window in self.metrics.windows.items():
             p = window.percentiles((50, 90, 99))
             if p is not None:
-                latency[stage] = {"p50": round(p[0], 3), "p90": round(p[1], 3), "p99": round(p[2], 3)}
+                stages[stage] = {"p50": round(p[0], 3), "p90": round(p[1], 3), "p99": round(p[2], 3)}
         return {
             "uptime_s": round(self._clock() - self.started, 1),
+            "fps": self.fps(),
             "frames": dict(self.processed),
-            "dropped": {name: c["superseded"] + c["stale"] for name, c in counters.items()},
+            "drops": {name: c["superseded"] + c["stale"] for name, c in counters.items()},
             "cameras_up": {name: c.state == "running" for name, c in self.captures.items()},
             "batch_size_mean": round(self.metrics.batch_window.mean() or 0.0, 3),
-            "latency_ms": latency,
+            "latency_ms": stages.get("e2e", {}),
+            "stage_latency_ms": stages,
         }
 
     def healthy(self, max_idle_s: float = 30.0) -> tuple[bool, str]:
@@ -284,7 +299,3 @@ class Pipeline:
             bool(live),
             f"model {self.detector.info.name} loaded; delivering: {', '.join(live) or 'none'}",
         )
-
-
-def camera_fps(before: Mapping[str, int], after: Mapping[str, int], dt: float) -> dict[str, float]:
-    return {name: (after[name] - before.get(name, 0)) / dt for name in after} if dt > 0 else {}
