@@ -128,7 +128,7 @@ class _StrictGateway(BaseHTTPRequestHandler):
     """InfluxDB's strictness in front of VictoriaMetrics.
 
     VictoriaMetrics skips an unparsable line and answers 204; InfluxDB answers 400 with a message. This
-    gateway parses each line and answers 400 the way InfluxDB does, else forwards the body unchanged to
+    gateway checks the token (401 like InfluxDB), parses each line and answers 400 the way InfluxDB does, else forwards the body unchanged to
     the real VictoriaMetrics and relays its status, so the forwarder's 4xx path runs over real HTTP.
     """
 
@@ -136,6 +136,9 @@ class _StrictGateway(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.headers.get("Authorization") != "Token tok-9f8e7d":
+            self._answer(401, json.dumps({"code": "unauthorized", "message": "unauthorized access"}))
+            return
         for line in body.decode("utf-8", "replace").splitlines():
             try:
                 parse_line(line)
@@ -199,3 +202,32 @@ def test_bad_rows_go_to_dead_letters_and_good_rows_in_the_same_batch_land(
     assert registry.get_sample_value("edgeinfer_influxdb_points_dead_lettered_total") == 3
     assert sorted(v for _, _, v in _samples(victoria, measurement)) == [float(i) for i in range(60)]
     store.close()
+
+
+def test_wrong_token_is_retried_not_dead_lettered(strict_gateway, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    store = AsyncStore(Store(tmp_path / "store.db"))
+    registry = CollectorRegistry()
+    cfg = _cfg(strict_gateway).model_copy(update={"token": SecretStr("not-the-token")})
+    forwarder = InfluxForwarder(cfg, store, registry, backoff=(0.05, 0.1))
+
+    async def scenario() -> None:
+        await store.run(store.store.append, points=["m v=1 1795737541000000000"])
+        stop = asyncio.Event()
+        task = asyncio.create_task(forwarder.run(stop))
+        # 401: an operator can fix the token, so the row waits in the store; it is not bad data.
+        assert await _until(_errors_at_least(registry, 3), 10)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(scenario())
+    assert store.store.backlog(SINK, "points") == 1
+    assert store.store.dead_letters(SINK) == []
+    store.close()
+
+
+def _errors_at_least(registry: CollectorRegistry, count: int):  # type: ignore[no-untyped-def]
+    async def check() -> bool:
+        value = registry.get_sample_value("edgeinfer_influxdb_write_errors_total", {"kind": "transient"})
+        return (value or 0) >= count
+
+    return check

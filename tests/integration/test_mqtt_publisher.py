@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections import defaultdict
@@ -150,3 +152,33 @@ def test_status_is_retained_online_then_offline_on_clean_shutdown(broker, tmp_pa
     finally:
         after.close()
     store.close()
+
+
+def test_last_will_says_offline_when_the_daemon_dies(broker, tmp_path: Path, schemas) -> None:  # type: ignore[no-untyped-def]
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    script = f"""
+import asyncio
+from pathlib import Path
+from prometheus_client import CollectorRegistry
+from edgeinfer.config import MQTTConfig
+from edgeinfer.outputs.mqtt_publisher import MQTTPublisher
+from edgeinfer.store import AsyncStore, Store
+cfg = MQTTConfig(host="127.0.0.1", port={broker.port}, topic_prefix="{prefix}")
+store = AsyncStore(Store(Path("{tmp_path / "store.db"}")))
+asyncio.run(MQTTPublisher(cfg, "{DEVICE}", store, CollectorRegistry(), dict).run(asyncio.Event()))
+"""
+    watcher = Subscriber(
+        broker.port, [f"{prefix}/{DEVICE}/status"], client_id=f"w-{prefix}", persistent=False
+    )
+    process = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        assert watcher.wait_for(lambda ms: [p for _, p, _r in ms] == [b"online"], 20)
+        process.kill()  # no goodbye: the broker publishes the will
+        process.wait(10)
+        assert watcher.wait_for(lambda ms: [p for _, p, _r in ms] == [b"online", b"offline"], 10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        watcher.close()
+    for _, payload, _retain in watcher.snapshot():
+        jsonschema.validate(payload.decode(), schemas["status"])
