@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -256,7 +257,7 @@ class SensorInput:
             try:
                 await self.store.run(self.store.store.append, points=lines)
                 break
-            except StoreError as exc:
+            except (StoreError, sqlite3.Error) as exc:  # the store should raise StoreError only
                 if stop.is_set():
                     return  # not acked: the broker redelivers them next time
                 logger.error("MQTT sensors: cannot store %d readings (%s); retrying", len(lines), exc)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import subprocess
+import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -253,3 +256,55 @@ def _dropped(registry: CollectorRegistry) -> float:
         for sample in metric.samples
         if sample.name.endswith("_total")
     )
+
+
+_SENSOR_DAEMON = """
+import asyncio, sys
+from pathlib import Path
+from prometheus_client import CollectorRegistry
+from edgeinfer.config import MQTTConfig
+from edgeinfer.outputs.sensors import SensorContext, SensorInput
+from edgeinfer.store import AsyncStore, Store
+cfg = MQTTConfig.model_validate_json(sys.argv[1])
+store = AsyncStore(Store(Path(sys.argv[2])))
+asyncio.run(SensorInput(cfg, "box", store, CollectorRegistry(), SensorContext()).run(asyncio.Event()))
+"""
+
+
+def test_sigkill_mid_stream_loses_no_reading(broker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Received but not yet committed means not acknowledged: after a crash the broker redelivers."""
+    prefix = f"k{uuid.uuid4().hex[:8]}"
+    sub = SensorSubscription(topic=prefix + "/{site}", format="value")
+    cfg = _cfg(broker, prefix, "3.1.1", [sub])
+    path = tmp_path / "store.db"
+    argv = [sys.executable, "-c", _SENSOR_DAEMON, cfg.model_dump_json(), str(path)]
+    store = Store(path)
+    process = subprocess.Popen(argv)
+    try:
+        deadline = time.monotonic() + 20
+        while not _points(store) and time.monotonic() < deadline:  # connected and subscribed
+            publish_all(broker.port, [(f"{prefix}/warmup", b"-1")])
+            time.sleep(0.3)
+        readings = [(f"{prefix}/s{i % 3}", str(i).encode()) for i in range(3000)]
+        sender = threading.Thread(target=publish_all, args=(broker.port, readings))
+        sender.start()
+        while len(_points(store)) < 500 and time.monotonic() < deadline + 20:
+            time.sleep(0.01)
+        process.kill()  # mid-stream: some readings are received and not committed
+        process.wait(10)
+        killed_at = len(_points(store))
+        sender.join(60)
+        process = subprocess.Popen(argv)
+        expected = {float(i) for i in range(3000)}
+        deadline = time.monotonic() + 30
+        values: set[float] = set()
+        while not expected <= values and time.monotonic() < deadline:
+            time.sleep(0.2)
+            values = {parse_line(line).fields["value"] for line in _points(store)}  # type: ignore[misc]
+    finally:
+        process.kill()
+        process.wait(10)
+    assert 500 <= killed_at < 3000  # the crash really was mid-stream
+    assert expected - values == set()
+    print(f"killed after {killed_at} stored; {len(_points(store)) - killed_at} stored after the restart")
+    store.close()
