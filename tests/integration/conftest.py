@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import jsonschema
 import pytest
 from certs import make_certificates
 
@@ -222,8 +223,11 @@ def victoria(victoria_server: Server) -> VictoriaMetrics:
 
 
 @pytest.fixture(scope="session")
-def schemas() -> dict[str, dict[str, object]]:
-    return {
-        name: json.loads((SCHEMAS / f"{name}.schema.json").read_text())
-        for name in ("detection-event", "status", "stats")
-    }
+def schemas() -> dict[str, jsonschema.Draft202012Validator]:
+    """A checked validator per payload schema (built once: jsonschema.validate re-checks the schema per call)."""
+    validators = {}
+    for name in ("detection-event", "status", "stats"):
+        schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
+        jsonschema.Draft202012Validator.check_schema(schema)
+        validators[name] = jsonschema.Draft202012Validator(schema)
+    return validators

@@ -11,7 +11,6 @@ import time
 import uuid
 from pathlib import Path
 
-import jsonschema
 import pytest
 from certs import make_certificates
 from mqtt_helpers import Subscriber, event_row
@@ -77,7 +76,7 @@ def test_tls_and_password_client_delivers_and_no_secret_is_logged(
         assert subscriber.wait_for(lambda ms: len(ms) == 1, 5)
     finally:
         subscriber.close()
-    jsonschema.validate(json.loads(subscriber.snapshot()[0][1]), schemas["detection-event"])
+    schemas["detection-event"].validate(json.loads(subscriber.snapshot()[0][1]))
 
     # Wrong password, and a TSDB that is not there: both log failures, neither logs a secret.
     wrong = "wrong-" + tls_broker.password
