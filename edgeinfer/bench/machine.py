@@ -1,0 +1,54 @@
+"""A description of the machine a benchmark ran on (goes into the JSON and RESULTS.md)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+_PACKAGES = ("edgeinfer", "numpy", "opencv-python-headless", "opencv-python", "ai-edge-litert", "onnxruntime")
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for name in _PACKAGES:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            out[name] = importlib.metadata.version(name)
+    return out
+
+
+def describe() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "cpu_model": cpu_model(),
+        "arch": platform.machine(),
+        "cores_logical": os.cpu_count(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "python_impl": platform.python_implementation(),
+        "runtime_versions": _versions(),
+    }
+    with contextlib.suppress(AttributeError, OSError):
+        info["cores_usable"] = len(os.sched_getaffinity(0))
+    with contextlib.suppress(OSError, AttributeError):
+        info["load_avg_at_start"] = [round(x, 2) for x in os.getloadavg()]
+    try:
+        import psutil
+
+        info["cores_physical"] = psutil.cpu_count(logical=False)
+        info["memory_mb"] = round(psutil.virtual_memory().total / 2**20)
+    except ImportError:  # pragma: no cover - psutil is in the bench extra
+        pass
+    info["executable"] = sys.executable
+    return info

@@ -1,0 +1,351 @@
+"""One benchmark configuration, in a process of its own: ``python -m edgeinfer.bench.worker SPEC_JSON``.
+
+Per repeat, in this order: the real pipeline (a fresh :class:`~edgeinfer.daemon.Daemon`: warm-up, then
+the measured period), the **limit** baseline (bare ``backend.run`` on pre-built tensors, back to back)
+and the **naive** baseline (prepare, infer, decode one frame at a time, round-robin over the cameras).
+One detector is loaded once and shared by all three. Protocol lines on stdout start with ``PREFIX``:
+progress lines, then one result line; everything else (runtime chatter) is ignored by the runner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import logging
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeinfer.bench.spec import RunSpec
+from edgeinfer.bench.stats import cdf_points, summarize
+
+PREFIX = "EDGEINFER-BENCH "
+WINDOW = 1_000_000  # metric window: holds every sample of a measured period
+LIMIT_LATENCY_BATCH = 1
+
+
+def _emit(kind: str, payload: Any) -> None:
+    sys.stdout.write(PREFIX + json.dumps({kind: payload}) + "\n")
+    sys.stdout.flush()
+
+
+def _maxrss_mb() -> float:
+    # Linux reports ru_maxrss in KiB (macOS in bytes).
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024
+
+
+def _process_start_monotonic() -> float:
+    """The process's start on the monotonic clock (psutil create_time is wall-clock, 10 ms resolution)."""
+    import psutil
+
+    return time.monotonic() - (time.time() - psutil.Process().create_time())
+
+
+def build_config(spec: RunSpec, data_dir: Path) -> Any:
+    from edgeinfer.config import (
+        BatchingConfig,
+        CameraConfig,
+        Config,
+        DetectorConfig,
+        HTTPConfig,
+        SyntheticSourceConfig,
+    )
+
+    cameras = [
+        CameraConfig(
+            name=f"cam{i}",
+            source=SyntheticSourceConfig(
+                type="synthetic",
+                seed=i + 1,
+                width=spec.width,
+                height=spec.height,
+                objects=spec.objects,
+                prerender=spec.prerender,
+            ),
+            fps=spec.fps,
+            events="every_frame",
+        )
+        for i in range(spec.cameras)
+    ]
+    return Config(
+        device="bench",
+        data_dir=data_dir,
+        cameras=cameras,
+        detector=DetectorConfig(model=spec.model, backend=spec.backend, threads=spec.threads),  # type: ignore[arg-type]
+        batching=BatchingConfig(max_batch_size=spec.max_batch_size, max_delay_ms=spec.max_delay_ms),
+        http=HTTPConfig(enabled=False),
+    )
+
+
+# ---------------------------------------------------------------------------- the pipeline
+
+
+async def _pipeline_once(spec: RunSpec, detector: Any, proc: Any) -> dict[str, Any]:
+    from edgeinfer.daemon import Daemon
+    from edgeinfer.metrics import STAGES, Metrics
+
+    with tempfile.TemporaryDirectory(prefix="edgeinfer-bench-") as tmp:
+        config = build_config(spec, Path(tmp))
+        metrics = Metrics(window_size=WINDOW)
+        created = time.monotonic()
+        daemon = Daemon(config, detector=detector, metrics=metrics, status_interval=3600.0)
+        task = asyncio.create_task(daemon.run())
+
+        async def sleep_or_fail(seconds: float) -> None:
+            done, _ = await asyncio.wait({task}, timeout=seconds)
+            if done:
+                task.result()  # raises the daemon's error
+                raise RuntimeError("the daemon stopped before the measurement ended")
+
+        pipeline = daemon.pipeline
+        # Poll (5 ms) for the first processed frame: startup even when the model sees nothing.
+        first_frame_s = None
+        while pipeline.frames_total == 0 and time.monotonic() - created < spec.warmup:
+            await sleep_or_fail(0.005)
+        if pipeline.frames_total:
+            first_frame_s = time.monotonic() - created
+        await sleep_or_fail(max(0.0, spec.warmup - (time.monotonic() - created)))
+        for window in metrics.windows.values():
+            window.clear()
+        frames0, batches0 = pipeline.frames_total, pipeline.batches
+        counters0 = pipeline.batcher.counters()
+        cpu0, wall0 = proc.cpu_times(), time.monotonic()
+        await sleep_or_fail(spec.duration)
+        wall1, cpu1 = time.monotonic(), proc.cpu_times()
+        frames1, batches1 = pipeline.frames_total, pipeline.batches
+        counters1 = pipeline.batcher.counters()
+        samples = {stage: metrics.windows[stage].values() for stage in STAGES}
+        samples["handoff"] = _handoff(samples)
+        rss_now_mb = proc.memory_info().rss / 2**20
+        daemon.stop.set()
+        summary = await task
+    seconds = wall1 - wall0
+    frames = frames1 - frames0
+    batches = batches1 - batches0
+    dropped = sum(
+        (counters1[n]["superseded"] + counters1[n]["stale"])
+        - (counters0[n]["superseded"] + counters0[n]["stale"])
+        for n in counters1
+    )
+    cpu_s = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+    return {
+        "pipeline_fps": frames / seconds if seconds > 0 else 0.0,
+        "frames": frames,
+        "batches": batches,
+        "mean_batch_size": frames / batches if batches else None,
+        "dropped": dropped,
+        "cpu_percent": 100.0 * cpu_s / seconds if seconds > 0 else None,
+        "rss_mb": rss_now_mb,
+        "seconds": seconds,
+        "latency_ms": {stage: summarize(values) for stage, values in samples.items()},
+        "e2e_samples": samples["e2e"],
+        "daemon_created_mono": created,
+        "first_event_s": summary.first_event_s,
+        "first_frame_s": first_frame_s,
+    }
+
+
+def _handoff(samples: dict[str, np.ndarray]) -> np.ndarray:
+    """Per frame, e2e minus queue, preprocess, inference and postprocess: the time a batch spends
+    waiting between stages (the prepare->infer and infer->finish queues, executor hand-offs). The
+    pipeline appends one sample per frame to each of these windows in the same order, so they align."""
+    parts = [samples[s] for s in ("e2e", "queue", "preprocess", "inference", "postprocess")]
+    if len({len(p) for p in parts}) != 1:
+        return np.empty(0)
+    return np.maximum(parts[0] - parts[1] - parts[2] - parts[3] - parts[4], 0.0)
+
+
+# ---------------------------------------------------------------------------- the baselines
+
+
+def _rings(spec: RunSpec) -> list[list[np.ndarray]]:
+    """The same prerendered frames the pipeline's synthetic cameras loop over."""
+    from edgeinfer.config import SyntheticSourceConfig
+    from edgeinfer.sources.synthetic import SyntheticReader
+
+    rings = []
+    for i in range(spec.cameras):
+        cfg = SyntheticSourceConfig(
+            type="synthetic",
+            seed=i + 1,
+            width=spec.width,
+            height=spec.height,
+            objects=spec.objects,
+            prerender=max(1, spec.prerender),
+        )
+        reader = SyntheticReader(cfg)
+        reader.open()
+        rings.append([reader.read() for _ in range(cfg.prerender)])  # type: ignore[misc]
+    return rings
+
+
+def measure_limit(
+    detector: Any, tensors: list[np.ndarray], seconds: float, min_runs: int = 5
+) -> dict[str, Any]:
+    """Bare ``backend.run`` (set input, invoke, read outputs) on pre-built tensors, back to back."""
+    run = detector.backend.run
+    for tensor in tensors[:2]:  # warm: the first run of a batch size builds its interpreter
+        run(tensor)
+    times: list[float] = []
+    k = 0
+    start = time.perf_counter()
+    end = start + seconds
+    while True:
+        t0 = time.perf_counter()
+        run(tensors[k % len(tensors)])
+        t1 = time.perf_counter()
+        times.append(t1 - t0)
+        k += 1
+        if t1 >= end and k >= min_runs:
+            break
+    wall = time.perf_counter() - start
+    batch = int(tensors[0].shape[0])
+    latency = summarize(np.asarray(times) * 1e3)
+    return {"fps": batch * k / wall, "runs": k, "batch": batch, "latency_ms": latency}
+
+
+def measure_naive(
+    detector: Any, rings: list[list[np.ndarray]], seconds: float, min_frames: int = 5
+) -> dict[str, Any]:
+    """The tutorial loop: read a frame, preprocess, invoke, postprocess; round-robin over the cameras."""
+    cursors = [0] * len(rings)
+    times: list[float] = []
+    k = 0
+    start = time.perf_counter()
+    end = start + seconds
+    while True:
+        t0 = time.perf_counter()
+        cam = k % len(rings)
+        ring = rings[cam]
+        image = ring[cursors[cam] % len(ring)]
+        cursors[cam] += 1
+        prepared = detector.prepare([image])
+        raw = detector.infer(prepared)
+        detector.decode(raw, prepared)
+        t1 = time.perf_counter()
+        times.append(t1 - t0)
+        k += 1
+        if t1 >= end and k >= min_frames:
+            break
+    wall = time.perf_counter() - start
+    return {"fps": k / wall, "frames": k, "latency_ms": summarize(np.asarray(times) * 1e3)}
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def run_worker(spec: RunSpec) -> dict[str, Any]:
+    import psutil
+
+    proc = psutil.Process()
+    start_mono = _process_start_monotonic()
+    from edgeinfer.detector import open_detector
+
+    t0 = time.monotonic()
+    detector = open_detector(spec.model, backend=spec.backend, threads=spec.threads)
+    model_load_s = time.monotonic() - t0
+    info = detector.info
+    model = {
+        "name": info.name,
+        "file": info.path.name,
+        "sha256": info.sha256,
+        "input": {
+            "shape": list(detector.backend.input.shape),
+            "hw": list(info.input_hw),
+            "dtype": str(detector.backend.input.dtype),
+            "layout": info.input_layout,
+            "channels": info.channels,
+        },
+        "output_layout": info.output_layout,
+        "classes": len(info.labels),
+        "backend": info.backend,
+        "runtime_version": info.runtime_version,
+        "size_bytes": info.path.stat().st_size,
+    }
+
+    repeats: list[dict[str, Any]] = []
+    startup: dict[str, Any] = {}
+    rings: list[list[np.ndarray]] | None = None
+    limit_tensors: dict[int, list[np.ndarray]] = {}
+    pipeline_peak_rss_mb: float | None = None
+    for r in range(spec.repeats):
+        pipe = asyncio.run(_pipeline_once(spec, detector, proc))
+        if r == 0:
+            # Before any baseline ran: the process peak so far is the daemon's (imports, model, pipeline).
+            pipeline_peak_rss_mb = _maxrss_mb()
+            before_daemon = pipe["daemon_created_mono"] - start_mono
+            event, frame = pipe["first_event_s"], pipe["first_frame_s"]
+            startup = {
+                "first_event_from_process_start_s": None if event is None else before_daemon + event,
+                "first_event_from_daemon_start_s": event,
+                "first_frame_from_process_start_s": None if frame is None else before_daemon + frame,
+                "process_start_to_daemon_s": before_daemon,
+                "model_load_s": model_load_s,
+            }
+        e2e_samples = pipe.pop("e2e_samples")
+        pipe["e2e_cdf"] = cdf_points(e2e_samples)
+        gc.collect()
+        if rings is None:
+            rings = _rings(spec)
+            frames = [f for ring in rings for f in ring]
+            for batch in sorted({LIMIT_LATENCY_BATCH, spec.max_batch_size}):
+                limit_tensors[batch] = [
+                    detector.prepare([frames[(i * batch + j) % len(frames)] for j in range(batch)]).tensor
+                    for i in range(4)
+                ]
+        limit = measure_limit(detector, limit_tensors[spec.max_batch_size], spec.baseline_seconds)
+        if spec.max_batch_size == LIMIT_LATENCY_BATCH:
+            limit_b1 = limit
+        else:
+            limit_b1 = measure_limit(detector, limit_tensors[LIMIT_LATENCY_BATCH], spec.baseline_seconds / 2)
+        naive = measure_naive(detector, rings, spec.baseline_seconds)
+        repeats.append(
+            {
+                "pipeline": pipe,
+                "limit": limit,
+                "limit_b1": limit_b1,
+                "naive": naive,
+            }
+        )
+        _emit("progress", {"repeat": r + 1, "of": spec.repeats, "pipeline_fps": pipe["pipeline_fps"]})
+    return {
+        "spec": spec.to_json(),
+        "model": model,
+        "model_load_s": model_load_s,
+        "startup": startup,
+        "peak_rss_mb": pipeline_peak_rss_mb,
+        # The synthetic cameras' prerendered rings: a harness artefact (a real camera holds ~1 frame).
+        "ring_mb": spec.cameras * spec.prerender * spec.width * spec.height * 3 / 2**20,
+        "worker_peak_rss_mb": _maxrss_mb(),
+        "repeats": repeats,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m edgeinfer.bench.worker SPEC_JSON", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    spec = RunSpec.from_json(json.loads(argv[0]))
+    try:
+        result = run_worker(spec)
+    except Exception as exc:
+        logging.getLogger("edgeinfer.bench").exception("benchmark worker failed")
+        _emit("error", f"{type(exc).__name__}: {exc}")
+        return 1
+    _emit("result", result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

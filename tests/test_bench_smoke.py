@@ -1,0 +1,82 @@
+"""Runs ``edgeinfer bench`` for a few seconds; checks the JSON's shape and sanity, not the numbers' size."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from edgeinfer.cli import main
+
+pytest.importorskip("psutil")
+pytest.importorskip("tqdm")
+
+PCTS = ("p50", "p90", "p95", "p99", "max")
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, int | float) and value > 0
+
+
+def test_bench_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_json, out_csv = tmp_path / "bench.json", tmp_path / "bench.csv"
+    code = main(
+        [
+            "bench",
+            "--sweep",
+            "--sweep-cameras",
+            "2",
+            "--sweep-batches",
+            "2",
+            "--no-latency-config",
+            "--duration",
+            "1.5",
+            "--warmup",
+            "0.5",
+            "--repeats",
+            "1",
+            "--baseline-seconds",
+            "0.5",
+            "--prerender",
+            "4",
+            "--no-progress",
+            "--json",
+            str(out_json),
+            "--csv",
+            str(out_csv),
+        ]
+    )
+    assert code == 0
+    stdout = capsys.readouterr().out
+    assert "| config |" in stdout and "pipeline fps" in stdout
+
+    run = json.loads(out_json.read_text())
+    for key in ("cpu_model", "cores_logical", "python", "runtime_versions"):
+        assert run["machine"][key]
+    for key in ("name", "sha256", "input"):
+        assert run["model"][key]
+    assert len(run["model"]["sha256"]) == 64
+    assert run["errors"] == []
+    [row] = run["results"]
+    assert (row["cameras"], row["max_batch_size"], row["threads"]) == (2, 2, 2)
+    assert row["max_delay_ms"] == 10.0
+    for key in ("pipeline_fps", "limit_fps", "naive_fps", "mean_batch_size", "peak_rss_mb", "cpu_percent"):
+        assert _positive(row[key]), (key, row[key])
+    assert 1.0 <= row["mean_batch_size"] <= row["max_batch_size"]
+    assert isinstance(row["dropped"], int | float) and row["dropped"] >= 0
+    for stage in ("e2e", "queue", "preprocess", "inference", "postprocess"):
+        lat = row["latency_ms"][stage]
+        values = [lat[p] for p in PCTS]
+        assert all(isinstance(v, float) and v >= 0 for v in values), (stage, lat)
+        assert values == sorted(values), (stage, lat)
+    assert row["latency_ms"]["e2e"]["p50"] > 0 and row["latency_ms"]["inference"]["p50"] > 0
+    assert row["latency_ms"]["e2e"]["p50"] >= row["latency_ms"]["inference"]["p50"]
+    for key in ("pipeline_vs_limit", "pipeline_vs_naive"):
+        assert _positive(row["ratios"][key])
+    assert row["e2e_cdf"] == sorted(row["e2e_cdf"])
+
+    with out_csv.open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and float(rows[0]["pipeline_fps"]) == pytest.approx(row["pipeline_fps"])
