@@ -246,7 +246,10 @@ class MQTTClient:
 
     async def _connect_once(self) -> None:
         loop = asyncio.get_running_loop()
-        client = self._new_client()
+        try:
+            client = self._new_client()
+        except (OSError, ssl.SSLError, ValueError) as exc:  # e.g. an unreadable CA or key file
+            raise SinkError(f"cannot set up the client for {self.cfg.host}:{self.cfg.port}: {exc}") from None
         self._lost.clear()
         self._connack = loop.create_future()
         self._client = client

@@ -11,7 +11,8 @@ Each rejected message is counted in ``edgeinfer_sensor_messages_dropped_total{su
 logged at most once per ``log_interval_s`` per subscription (topic and reason; the payload never). A
 message that matches no configured subscription (e.g. left in the persistent session by an older config)
 is counted under ``subscription="(none)"``, reason ``unknown_topic``. See :mod:`sensor_parse` for the
-formats and the series keys used by :class:`SensorContext` and triggers.
+formats and the series keys used by :class:`SensorContext` and triggers. A topic that matches several
+subscriptions is handled by the first one in the config.
 """
 
 from __future__ import annotations
