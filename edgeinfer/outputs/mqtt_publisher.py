@@ -110,6 +110,8 @@ class MQTTPublisher:
                 self._connected.set(1)
                 await self._session(stop)
                 self._connected.set(0)
+                if self.client.connected.is_set():  # a transient refusal (e.g. quota): resend after a pause
+                    await wait_any(stop, self.client.lost, within=1.0)
         finally:
             stats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
