@@ -165,11 +165,15 @@ class Pipeline:
 
     async def _prepare_loop(self, infer_q: asyncio.Queue[_Job | None]) -> None:
         loop = asyncio.get_running_loop()
+        taken = 0
         try:
             while not self._stop.is_set():
+                if self.max_frames is not None and taken >= self.max_frames:
+                    break  # --max-frames: take no more; what is in flight still finishes
                 frames = await self.batcher.next_batch()
                 if not frames:
                     break
+                taken += len(frames)
                 for frame in frames:
                     self.captures[frame.camera].frame_taken()
                 dispatched = self._clock()
@@ -199,8 +203,6 @@ class Pipeline:
             results = await loop.run_in_executor(self._cpu, self._decode, raw, job)
             outcomes = self._outcomes(job, results, start)
             await self._sink(outcomes)
-            if self.max_frames is not None and self.frames_total >= self.max_frames:
-                self._halt()
 
     def _decode(self, raw: np.ndarray, job: _Job) -> list[Detections]:
         decoded = self.detector.decode(raw, job.prepared)
