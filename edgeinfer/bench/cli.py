@@ -74,6 +74,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="in a sweep, skip the 1-camera-at-10-fps configuration",
     )
+    s.add_argument(
+        "--latency-duration",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="measured seconds per repeat of the 1-camera-at-10-fps configuration (default 15)",
+    )
     o = parser.add_argument_group("output")
     o.add_argument("--json", type=Path, metavar="PATH", help="write the full results as JSON")
     o.add_argument("--csv", type=Path, metavar="PATH", help="write one row per configuration as CSV")
@@ -105,7 +112,11 @@ def specs_from_args(args: argparse.Namespace) -> list[RunSpec]:
         from edgeinfer.bench.runner import sweep_specs
 
         return sweep_specs(
-            base, args.sweep_batches, args.sweep_cameras, latency_config=not args.no_latency_config
+            base,
+            args.sweep_batches,
+            args.sweep_cameras,
+            latency_config=not args.no_latency_config,
+            latency_duration=args.latency_duration,
         )
     return [base]
 
