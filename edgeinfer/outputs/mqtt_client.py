@@ -288,7 +288,7 @@ class MQTTClient:
         client = self._client
         if client is not None and clean and client.is_connected():
             client.disconnect()  # a clean DISCONNECT: the broker discards the will
-            await wait_any(self._lost, within=1.0)
+            await wait_any(self._lost, within=0.5)
         self._client = None
         self.connected.clear()
         self._fail_pending(ConnectionLost("connection closed"))

@@ -132,7 +132,7 @@ class MQTTPublisher:
         deadline: float | None = None
         while True:
             if stop.is_set() and deadline is None:
-                deadline = time.monotonic() + 1.5  # flush what is in flight, then return
+                deadline = time.monotonic() + 1.0  # flush what is in flight, then return
             room = self.window - len(inflight)
             if room > 0 and deadline is None:
                 rows = await self.store.run(self.store.store.pending, SINK, "events", room, after)
@@ -202,7 +202,7 @@ class MQTTPublisher:
         future = self._publish_quietly(self.status_topic, "offline", qos=1, retain=True)
         if future is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(future, 1.0)
+                await asyncio.wait_for(future, 0.75)
 
     async def _stats_loop(self, stop: asyncio.Event) -> None:
         while not await wait_any(stop, within=self.cfg.stats_interval_s):
