@@ -57,14 +57,19 @@ def latency_spec(base: RunSpec, duration: float | None = None) -> RunSpec:
     )
 
 
-def run_spec(spec: RunSpec, on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Run one configuration in a fresh ``python -m edgeinfer.bench.worker`` and return its result."""
+def run_spec(
+    spec: RunSpec,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    worker: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Run one configuration in a fresh ``python -m edgeinfer.bench.worker`` (or ``worker``, a command
+    that takes the spec JSON as its last argument) and return its result."""
     per_repeat = spec.warmup + spec.duration + 2.5 * spec.baseline_seconds + 10
     timeout = 60 + spec.repeats * per_repeat * 3
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edgeinfer.bench.worker", json.dumps(spec.to_json())],
+        [*(worker or (sys.executable, "-m", "edgeinfer.bench.worker")), json.dumps(spec.to_json())],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -302,7 +307,11 @@ def evaluate_targets(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def run_benchmark(
-    specs: Sequence[RunSpec], *, progress: bool = True, log: Callable[[str], None] | None = None
+    specs: Sequence[RunSpec],
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    worker: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     from tqdm import tqdm
 
@@ -316,7 +325,7 @@ def run_benchmark(
         for spec in specs:
             bar.set_description(spec.name)
             try:
-                result = run_spec(spec, on_progress=lambda _: bar.update(1))
+                result = run_spec(spec, on_progress=lambda _: bar.update(1), worker=worker)
             except WorkerError as exc:
                 errors.append(str(exc))
                 if log is not None:
