@@ -81,7 +81,7 @@ cameras:
     events: every_frame
 {_model_line()}
 http: {{enabled: false}}
-influxdb: {{url: "{victoria.url}", org: edge, bucket: edge, token: "t0ken", batch_size: 50, flush_interval_s: 0.2,
+influxdb: {{url: "{victoria.url}", org: edge, bucket: edge, token: "t0ken-6c1f", batch_size: 50, flush_interval_s: 0.2,
             timeout_s: 2}}
 """
     )
@@ -123,6 +123,7 @@ influxdb: {{url: "{victoria.url}", org: edge, bucket: edge, token: "t0ken", batc
     )
     assert set(stored) == set(expected)
     assert set(stored.values()) == {1}, [k for k, n in stored.items() if n > 1][:5]
+    assert "t0ken-6c1f" not in log.read_text()  # the daemon logged write failures, never the token
     print(f"{len(set(expected))} series samples, {len(during)} from the outage window, all exactly once")
     store.close()
 
