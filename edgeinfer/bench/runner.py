@@ -175,6 +175,7 @@ def summarize_result(result: dict[str, Any]) -> dict[str, Any]:
         "limit_batch_latency_p50_ms": limit_batch_lat,
         "naive_latency_p50_ms": naive_lat,
         "startup": {k: _num(v) for k, v in result.get("startup", {}).items()},
+        "interpreter_batch_sizes": result.get("interpreter_batch_sizes", []),
         "ratios": {
             "pipeline_vs_limit": vs_limit,
             "pipeline_vs_naive": vs_naive,

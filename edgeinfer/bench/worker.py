@@ -275,11 +275,13 @@ def run_worker(spec: RunSpec) -> dict[str, Any]:
     rings: list[list[np.ndarray]] | None = None
     limit_tensors: dict[int, list[np.ndarray]] = {}
     pipeline_peak_rss_mb: float | None = None
+    pipeline_batch_sizes: list[int] = []
     for r in range(spec.repeats):
         pipe = asyncio.run(_pipeline_once(spec, detector, proc))
         if r == 0:
             # Before any baseline ran: the process peak so far is the daemon's (imports, model, pipeline).
             pipeline_peak_rss_mb = _maxrss_mb()
+            pipeline_batch_sizes = sorted(getattr(detector.backend, "_by_batch", {}))
             before_daemon = pipe["daemon_created_mono"] - start_mono
             event, frame = pipe["first_event_s"], pipe["first_frame_s"]
             startup = {
@@ -324,6 +326,8 @@ def run_worker(spec: RunSpec) -> dict[str, Any]:
         # The synthetic cameras' prerendered rings: a harness artefact (a real camera holds ~1 frame).
         "ring_mb": spec.cameras * spec.prerender * spec.width * spec.height * 3 / 2**20,
         "worker_peak_rss_mb": _maxrss_mb(),
+        # Diagnostics: the LiteRT backend keeps one interpreter per batch size it has seen.
+        "interpreter_batch_sizes": pipeline_batch_sizes,
         "repeats": repeats,
     }
 
