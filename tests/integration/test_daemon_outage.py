@@ -6,6 +6,7 @@ from both daemon runs) is in the TSDB exactly once per series and timestamp.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from mqtt_helpers import Subscriber
 
 from edgeinfer.lineprotocol import parse_line
 from edgeinfer.outputs.influx import SINK
@@ -66,8 +68,12 @@ def _keys_in_store(store: Store) -> list[tuple[str, frozenset[tuple[str, str]], 
     return keys
 
 
-def test_tsdb_outage_with_daemon_sigkill_loses_and_duplicates_nothing(victoria, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_tsdb_outage_with_daemon_sigkill_loses_and_duplicates_nothing(
+    victoria, broker, schemas, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     device = f"d{uuid.uuid4().hex[:8]}"
+    # The real daemon's MQTT messages (status, stats, events) are validated against the schemas too.
+    subscriber = Subscriber(broker.port, [f"{device}/{device}/#"], client_id=f"s-{device}", persistent=False)
     data_dir = tmp_path / "data"
     config = tmp_path / "edgeinfer.yaml"
     config.write_text(
@@ -81,6 +87,7 @@ cameras:
     events: every_frame
 {_model_line()}
 http: {{enabled: false}}
+mqtt: {{host: 127.0.0.1, port: {broker.port}, topic_prefix: {device}, stats_interval_s: 1}}
 influxdb: {{url: "{victoria.url}", org: edge, bucket: edge, token: "t0ken-6c1f", batch_size: 50, flush_interval_s: 0.2,
             timeout_s: 2}}
 """
@@ -107,6 +114,7 @@ influxdb: {{url: "{victoria.url}", org: edge, bucket: edge, token: "t0ken-6c1f",
         if daemon.poll() is None:
             os.kill(daemon.pid, signal.SIGKILL)
             daemon.wait(10)
+        subscriber.close()
     assert store.backlog(SINK, "points") == 0, log.read_text()[-3000:]
     expected = _keys_in_store(store)
     during = [k for k in expected if outage_started // 10**6 <= k[2] <= outage_ended // 10**6]
@@ -123,7 +131,17 @@ influxdb: {{url: "{victoria.url}", org: edge, bucket: edge, token: "t0ken-6c1f",
     )
     assert set(stored) == set(expected)
     assert set(stored.values()) == {1}, [k for k, n in stored.items() if n > 1][:5]
-    assert "t0ken-6c1f" not in log.read_text()  # the daemon logged write failures, never the token
+    assert "t0ken-6c1f" not in log.read_text()
+    messages = subscriber.snapshot()
+    for topic, payload, _retain in messages:
+        kind = topic.rsplit("/", 1)[1]
+        schema = {"detections": "detection-event", "status": "status", "stats": "stats"}[kind]
+        schemas[schema].validate(payload.decode() if kind == "status" else json.loads(payload))
+    statuses = [p for t, p, _r in messages if t.endswith("/status")]
+    assert statuses == [b"online", b"offline", b"online", b"offline"]  # the 1st offline is the Last Will
+    assert any(
+        t.endswith("/stats") for t, _p, _r in messages
+    )  # the daemon logged write failures, never the token
     print(f"{len(set(expected))} series samples, {len(during)} from the outage window, all exactly once")
     store.close()
 
