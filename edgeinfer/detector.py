@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import cv2
 import numpy as np
 
 from edgeinfer.assets import resolve_model
@@ -20,7 +21,7 @@ from edgeinfer.config import DetectorConfig
 from edgeinfer.detections import Detections
 from edgeinfer.errors import ModelError
 from edgeinfer.modelmeta import load_labels, names_from_metadata, parse_value, sha256_file
-from edgeinfer.preprocess import Letterbox, input_lut, letterbox
+from edgeinfer.preprocess import InputWriter, Letterbox
 from edgeinfer.yolo import LAYOUTS, Layout, OutputQuant, YoloDecoder, layout_classes, recognise_layout
 
 
@@ -63,20 +64,22 @@ class Detector:
         self.labels = info.labels
         self._output_index = output_index
         inp = backend.input
-        self._lut = input_lut(inp.dtype, inp.scale, inp.zero_point)
+        self._writer = InputWriter(inp.dtype, inp.scale, inp.zero_point, rgb=info.channels == "RGB")
         self._nchw = info.input_layout == "NCHW"
-        self._swap = info.channels == "RGB"  # frames are BGR
 
     # ------------------------------------------------------------ stages
 
     def prepare(self, images: Sequence[np.ndarray]) -> Prepared:
         in_h, in_w = self.info.input_hw
-        tensor = np.empty((len(images), in_h, in_w, 3), dtype=self._lut.dtype)
-        canvas = np.empty((in_h, in_w, 3), np.uint8)
+        tensor = np.empty((len(images), in_h, in_w, 3), dtype=self._writer.dtype)
+        tensor[...] = self._writer.pad  # the letterbox bars, already in the input's domain
         boxes = []
         for i, image in enumerate(images):
-            canvas, box = letterbox(image, in_h, in_w, out=canvas)
-            np.take(self._lut, canvas[..., ::-1] if self._swap else canvas, out=tensor[i])
+            box = Letterbox.fit(image.shape[0], image.shape[1], in_h, in_w)
+            if (box.new_w, box.new_h) != (image.shape[1], image.shape[0]):
+                image = cv2.resize(image, (box.new_w, box.new_h), interpolation=cv2.INTER_LINEAR)
+            region = tensor[i, box.pad_top : box.pad_top + box.new_h, box.pad_left : box.pad_left + box.new_w]
+            self._writer.write(image, region)
             boxes.append(box)
         if self._nchw:
             tensor = np.ascontiguousarray(tensor.transpose(0, 3, 1, 2))

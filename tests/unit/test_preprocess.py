@@ -5,7 +5,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgeinfer.preprocess import PAD_VALUE, Letterbox, dequantize, input_lut, letterbox, quantize_threshold
+from edgeinfer.preprocess import (
+    PAD_VALUE,
+    InputWriter,
+    Letterbox,
+    dequantize,
+    input_lut,
+    letterbox,
+    quantize_threshold,
+)
 
 
 @given(
@@ -69,3 +77,27 @@ def test_quantized_threshold_is_exact(conf, dtype, scale, zero):
     values = np.arange(np.iinfo(dtype).min, np.iinfo(dtype).max + 1).astype(dtype)
     passes = dequantize(values, scale, zero) >= np.float32(conf) - 1e-6
     assert (values >= q).tolist() == passes.tolist()
+
+
+@pytest.mark.parametrize(
+    ("dtype", "scale", "zero", "mode"),
+    [
+        (np.uint8, 1 / 255, 0, "copy"),
+        (np.int8, 1 / 255, -128, "xor"),
+        (np.float32, 0.0, 0, "lut"),
+        (np.int8, 0.02, 3, "lut"),
+        (np.uint8, 0.0078, 128, "lut"),
+    ],
+)
+@pytest.mark.parametrize("rgb", [True, False])
+def test_input_writer_shortcuts_equal_the_lookup_table(dtype, scale, zero, mode, rgb):
+    rng = np.random.default_rng(7)
+    image = rng.integers(0, 256, (240, 280, 3), dtype=np.uint8)
+    writer = InputWriter(np.dtype(dtype), scale, zero, rgb=rgb)
+    assert writer.mode == mode
+    tensor = np.full((320, 320, 3), writer.pad, dtype=writer.dtype)
+    writer.write(image, tensor[40:280, 20:300])  # a letterbox region: a strided view
+    canvas = np.full((320, 320, 3), PAD_VALUE, np.uint8)
+    canvas[40:280, 20:300] = image
+    expected = input_lut(np.dtype(dtype), scale, zero)[canvas[..., ::-1] if rgb else canvas]
+    np.testing.assert_array_equal(tensor, expected)
