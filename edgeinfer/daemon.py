@@ -73,6 +73,7 @@ class Daemon:
             max_frames=max_frames,
         )
         self.stop = asyncio.Event()
+        self.http: HttpServer | None = None
         self._signals = 0
 
     def _context(self, series: list[str]) -> dict[str, Any]:
@@ -102,6 +103,7 @@ class Daemon:
                 self.config.http.listen, self.metrics.registry, self.pipeline.healthy, self.pipeline.ready
             )
             await http.start()
+        self.http = http
         started = time.monotonic()
         outputs_stop = asyncio.Event()
         writer_task = asyncio.create_task(self.writer.run(), name="edgeinfer.store-writer")

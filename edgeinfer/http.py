@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from edgeinfer.errors import EdgeInferError
+
 logger = logging.getLogger(__name__)
 
 
@@ -25,7 +27,12 @@ class HttpServer:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        try:
+            self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        except OSError as exc:
+            raise EdgeInferError(
+                f"http: cannot listen on {self.host}:{self.port}: {exc.strerror} (set http.listen or http.enabled)"
+            ) from None
         self.port = self._server.sockets[0].getsockname()[1]
         logger.info("http: /metrics /healthz /readyz on %s:%d", self.host, self.port)
 

@@ -4,10 +4,12 @@ import asyncio
 import json
 import resource
 import statistics
+import urllib.error
+import urllib.request
 
 import pytest
 
-from edgeinfer.config import Config
+from edgeinfer.config import Config, HTTPConfig
 from edgeinfer.daemon import Daemon, open_store
 from edgeinfer.detector import open_detector
 
@@ -103,3 +105,39 @@ def test_overload_keeps_memory_flat_and_counts_drops(tmp_path):
     # After warm-up (interpreters per batch size, first frames), peak RSS stops growing: 8 cameras x a few
     # 640x480 frames is ~7 MiB; allow 32 MiB of allocator noise over the last 8 seconds.
     assert samples[-1] - samples[3] < 32 * 1024, samples
+
+
+def test_http_metrics_health_and_readiness(tmp_path, detector):
+    config = synthetic_config(tmp_path, [{"fps": 20}], max_batch_size=2)
+    config = config.model_copy(update={"http": HTTPConfig(listen="127.0.0.1:0")})
+    daemon = Daemon(config, detector=detector, status_interval=60, duration=4)
+    seen = {}
+
+    async def main():
+        async def probe():
+            await asyncio.sleep(2.5)
+            port = daemon.http.port
+            for path in ("/metrics", "/healthz", "/readyz", "/nope"):
+                seen[path] = await asyncio.to_thread(fetch, f"http://127.0.0.1:{port}{path}")
+
+        prober = asyncio.create_task(probe())
+        await daemon.run()
+        await prober
+
+    asyncio.run(main())
+    status, body = seen["/metrics"]
+    assert status == 200
+    assert 'edgeinfer_frames_processed_total{camera="cam0"}' in body
+    assert 'edgeinfer_stage_latency_seconds_bucket{le="0.001",stage="e2e"}' in body
+    assert "edgeinfer_batch_size_count" in body
+    assert seen["/healthz"][0] == 200 and seen["/readyz"][0] == 200
+    assert "delivering: cam0" in seen["/readyz"][1]
+    assert seen["/nope"][0] == 404
+
+
+def fetch(url):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (loopback, test)
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
