@@ -18,6 +18,15 @@ def _pyplot() -> Any:
     return plt
 
 
+def _log2_ticks(ax: Any, values: list[int]) -> None:
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(set(values)))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _title(run: dict[str, Any]) -> str:
     m, model = run["machine"], run["model"]
     return f"{model.get('file', '?')} on {m.get('cpu_model', '?')} ({m.get('cores_usable', m.get('cores_logical'))} cores)"
@@ -80,7 +89,7 @@ def throughput_vs_batch(run: dict[str, Any], path: Path) -> None:
     naive = [r["naive_fps"] for r in rows if r["naive_fps"]]
     if naive:
         ax.axhline(float(np.median(naive)), color="gray", linestyle=":", label="naive loop")
-    ax.set_xscale("log", base=2)
+    _log2_ticks(ax, [r["max_batch_size"] for r in rows])
     ax.set_xlabel("max_batch_size")
     ax.set_ylabel("frames/s (all cameras)")
     ax.grid(True, alpha=0.3)
@@ -112,7 +121,7 @@ def latency_vs_cameras(run: dict[str, Any], path: Path) -> None:
             color=line.get_color(),
             label=f"p99, batch {batch}",
         )
-    ax.set_xscale("log", base=2)
+    _log2_ticks(ax, [r["cameras"] for r in rows])
     ax.set_yscale("log")
     ax.set_xlabel("cameras (unlimited fps each)")
     ax.set_ylabel("end-to-end latency (ms, log)")

@@ -89,8 +89,8 @@ def stage_table(rows: Sequence[dict[str, Any]]) -> str:
 def targets_table(targets: Sequence[dict[str, Any]]) -> str:
     mark = {True: "met", False: "**missed**", None: "n/a"}
     return _table(
-        ("target", "goal", "measured", "result"),
-        [(t["target"], t["goal"], t["measured"], mark[t["met"]]) for t in targets],
+        ("target", "goal", "measured", "result", "note"),
+        [(t["target"], t["goal"], t["measured"], mark[t["met"]], t.get("note", "")) for t in targets],
     )
 
 
