@@ -15,9 +15,6 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry
 
 from edgeinfer.config import Config
-from edgeinfer.outputs import influx, mqtt_publisher
-from edgeinfer.outputs.influx import InfluxForwarder
-from edgeinfer.outputs.mqtt_publisher import MQTTPublisher
 from edgeinfer.outputs.sensors import SensorContext, SensorInput, Triggers
 from edgeinfer.store import AsyncStore
 
@@ -44,6 +41,12 @@ def build_outputs(
     on_trigger: Callable[[str, float, float], None],
 ) -> Outputs:
     """The components for the configured outputs. Raises ConfigError for a bad sensor topic template."""
+    # Imported here: influxdb-client takes most of a second to import, and every CLI verb imports this
+    # package (for `edgeinfer watch`).
+    from edgeinfer.outputs import influx, mqtt_publisher
+    from edgeinfer.outputs.influx import InfluxForwarder
+    from edgeinfer.outputs.mqtt_publisher import MQTTPublisher
+
     outputs = Outputs(context=SensorContext())
     backlog = [(mqtt_publisher.SINK, "events")]
     if config.influxdb is not None:
