@@ -1,10 +1,9 @@
 #!/usr/bin/env python3
-"""Where preprocessing time goes, and what the proposed fix gives (evidence for benchmarks/RESULTS.md).
+"""Where preprocessing time goes: ``Detector.prepare`` against the lookup-table path it replaced.
 
-Times ``Detector.prepare`` on one 640x480 synthetic frame and its parts (letterbox; the LUT ``np.take``
-that fuses quantize + BGR->RGB), against a variant that uses ``cv2.cvtColor`` when the LUT is the
-identity (uint8 input, scale 1/255, zero point 0: the bundled model) and ``cv2.LUT`` otherwise, and
-checks the variant's tensor is identical. Run: ``python benchmarks/profile_prepare.py [--model bundled]``.
+Times ``Detector.prepare`` on one 640x480 synthetic frame and on four, its resize, and the reference
+``np.take`` lookup table (quantize + BGR->RGB in one table, what prepare did before the InputWriter
+shortcuts), and checks both give the same tensor. Run: ``python benchmarks/profile_prepare.py``.
 """
 
 from __future__ import annotations
@@ -22,11 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edgeinfer.config import SyntheticSourceConfig
 from edgeinfer.detector import open_detector
-from edgeinfer.preprocess import letterbox
+from edgeinfer.preprocess import Letterbox, input_lut, letterbox
 from edgeinfer.sources.synthetic import SyntheticReader
 
 
-def best_ms(fn: Callable[[], object], n: int = 300) -> float:
+def median_ms(fn: Callable[[], object], n: int = 300) -> float:
     """Median of n runs, in ms (the machine may be shared; the median resists stragglers)."""
     fn()
     times = []
@@ -38,7 +37,7 @@ def best_ms(fn: Callable[[], object], n: int = 300) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--model", default="bundled")
     args = parser.parse_args()
     reader = SyntheticReader(SyntheticSourceConfig(type="synthetic", prerender=1))
@@ -46,42 +45,31 @@ def main() -> int:
     assert image is not None
     det = open_detector(args.model)
     in_h, in_w = det.info.input_hw
-    lut = det._lut  # the detector's fused quantize table
-    swap = det.info.channels == "RGB"
-    identity = lut.dtype == np.uint8 and np.array_equal(lut, np.arange(256))
-    canvas = np.empty((in_h, in_w, 3), np.uint8)
-    out = np.empty((in_h, in_w, 3), lut.dtype)
+    inp = det.backend.input
+    lut = input_lut(inp.dtype, inp.scale, inp.zero_point)
+    rgb = det.info.channels == "RGB"
 
-    def proposed(images: list[np.ndarray]) -> np.ndarray:
+    def lut_prepare(images: list[np.ndarray]) -> np.ndarray:
         tensor = np.empty((len(images), in_h, in_w, 3), dtype=lut.dtype)
+        canvas = np.empty((in_h, in_w, 3), np.uint8)
         for i, img in enumerate(images):
-            if identity and swap:
-                letterbox(img, in_h, in_w, out=canvas)
-                cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB, dst=tensor[i])
-            elif identity:
-                letterbox(img, in_h, in_w, out=tensor[i])
-            elif lut.itemsize == 1:
-                letterbox(img, in_h, in_w, out=canvas)
-                src = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB) if swap else canvas
-                cv2.LUT(src, lut.view(np.uint8), dst=tensor[i].view(np.uint8))
-            else:
-                letterbox(img, in_h, in_w, out=canvas)
-                np.take(lut, canvas[..., ::-1] if swap else canvas, out=tensor[i])
+            canvas, _ = letterbox(img, in_h, in_w, out=canvas)
+            np.take(lut, canvas[..., ::-1] if rgb else canvas, out=tensor[i])
         return tensor
 
-    same = np.array_equal(det.prepare([image]).tensor, proposed([image]))
+    same = np.array_equal(det.prepare([image]).tensor, lut_prepare([image]))
+    box = Letterbox.fit(image.shape[0], image.shape[1], in_h, in_w)
     rows = [
-        ("Detector.prepare (current), 1 frame", best_ms(lambda: det.prepare([image]))),
-        ("  letterbox (cv2.resize + pad)", best_ms(lambda: letterbox(image, in_h, in_w, out=canvas))),
-        ("  np.take(lut, canvas[..., ::-1])", best_ms(lambda: np.take(lut, canvas[..., ::-1], out=out))),
-        ("proposed prepare, 1 frame", best_ms(lambda: proposed([image]))),
-        ("Detector.prepare (current), 4 frames", best_ms(lambda: det.prepare([image] * 4), 100)),
-        ("proposed prepare, 4 frames", best_ms(lambda: proposed([image] * 4), 100)),
+        ("Detector.prepare, 1 frame", median_ms(lambda: det.prepare([image]))),
+        ("Detector.prepare, 4 frames", median_ms(lambda: det.prepare([image] * 4), 100)),
+        ("  cv2.resize alone, 1 frame", median_ms(lambda: cv2.resize(image, (box.new_w, box.new_h)))),
+        ("reference LUT path (np.take), 1 frame", median_ms(lambda: lut_prepare([image]))),
+        ("reference LUT path (np.take), 4 frames", median_ms(lambda: lut_prepare([image] * 4), 100)),
     ]
-    print(f"model {det.info.path.name}: input {in_h}x{in_w} {lut.dtype}, identity LUT: {identity}")
+    print(f"model {det.info.path.name}: input {in_h}x{in_w} {lut.dtype}, writer mode {det._writer.mode}")
     for name, ms in rows:
-        print(f"{name:40s} {ms:7.3f} ms")
-    print(f"proposed tensor identical to current: {same}")
+        print(f"{name:42s} {ms:7.3f} ms")
+    print(f"Detector.prepare tensor identical to the LUT reference: {same}")
     return 0 if same else 1
 
 

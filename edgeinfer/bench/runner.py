@@ -176,6 +176,7 @@ def summarize_result(result: dict[str, Any]) -> dict[str, Any]:
         "naive_latency_p50_ms": naive_lat,
         "startup": {k: _num(v) for k, v in result.get("startup", {}).items()},
         "interpreter_batch_sizes": result.get("interpreter_batch_sizes", []),
+        "heavy_imports": result.get("heavy_imports", []),
         "ratios": {
             "pipeline_vs_limit": vs_limit,
             "pipeline_vs_naive": vs_naive,

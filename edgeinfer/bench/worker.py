@@ -29,6 +29,7 @@ PREFIX = "EDGEINFER-BENCH "
 WINDOW = 1_000_000  # metric window: holds every sample of a measured period
 LIMIT_LATENCY_BATCH = 1
 FIRST_FRAME_TIMEOUT_S = 60.0
+HEAVY_MODULES = ("influxdb_client", "paho", "aiomqtt", "aiohttp", "onnxruntime", "matplotlib")
 
 
 def _emit(kind: str, payload: Any) -> None:
@@ -283,12 +284,14 @@ def run_worker(spec: RunSpec) -> dict[str, Any]:
     limit_tensors: dict[int, list[np.ndarray]] = {}
     pipeline_peak_rss_mb: float | None = None
     pipeline_batch_sizes: list[int] = []
+    heavy_imports: list[str] = []
     for r in range(spec.repeats):
         pipe = asyncio.run(_pipeline_once(spec, detector, proc))
         if r == 0:
             # Before any baseline ran: the process peak so far is the daemon's (imports, model, pipeline).
             pipeline_peak_rss_mb = _maxrss_mb()
             pipeline_batch_sizes = sorted(getattr(detector.backend, "_by_batch", {}))
+            heavy_imports = sorted(m for m in HEAVY_MODULES if m in sys.modules)
             before_daemon = pipe["daemon_created_mono"] - start_mono
             event, frame = pipe["first_event_s"], pipe["first_frame_s"]
             startup = {
@@ -338,6 +341,8 @@ def run_worker(spec: RunSpec) -> dict[str, Any]:
         "worker_peak_rss_mb": _maxrss_mb(),
         # Diagnostics: the LiteRT backend keeps one interpreter per batch size it has seen.
         "interpreter_batch_sizes": pipeline_batch_sizes,
+        # Optional-output libraries loaded by a daemon that uses neither output (startup time and RSS).
+        "heavy_imports": heavy_imports,
         "repeats": repeats,
     }
 
