@@ -153,3 +153,11 @@ def test_cli_specs() -> None:
     assert [s.name for s in sweep_specs(RunSpec(), [2], [4], latency_config=False)] == ["4cam/b2/maxfps"]
     with pytest.raises(SystemExit):
         parser.parse_args(["--sweep-batches", "0,x"])
+
+
+def test_worker_failure_is_reported(tmp_path) -> None:
+    from edgeinfer.bench.runner import WorkerError, run_spec
+
+    spec = RunSpec(model=str(tmp_path / "missing.tflite"), repeats=1, duration=0.1, warmup=0.0)
+    with pytest.raises(WorkerError, match="model file not found"):
+        run_spec(spec)
