@@ -168,6 +168,14 @@ class SensorSubscription(Strict):
     timestamp_key: str | None = Field(None, description="JSON key holding the reading time.")
     qos: Literal[0, 1, 2] = 1
 
+    @field_validator("topic")
+    @classmethod
+    def _template(cls, topic: str) -> str:
+        from edgeinfer.outputs.sensor_parse import TopicTemplate
+
+        TopicTemplate(topic)  # raises ValueError naming the bad level
+        return topic
+
 
 class MQTTConfig(Strict):
     host: str = "localhost"

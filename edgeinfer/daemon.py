@@ -22,6 +22,7 @@ from edgeinfer.http import HttpServer
 from edgeinfer.metrics import Metrics
 from edgeinfer.outbox import StoreWriter
 from edgeinfer.outputs import build_outputs
+from edgeinfer.outputs.mqtt_publisher import MQTTPublisher
 from edgeinfer.pipeline import Pipeline
 from edgeinfer.store import AsyncStore, Store
 
@@ -97,6 +98,7 @@ class Daemon:
         self.outputs = build_outputs(
             self.config, self.store, self.metrics.registry, self.stats, self.pipeline.trigger
         )
+        self.writer.on_commit = [c.wake for c in self.outputs.components if isinstance(c, MQTTPublisher)]
         http = None
         if self.config.http.enabled:
             http = HttpServer(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from edgeinfer.events import Outcome
 from edgeinfer.metrics import Metrics
@@ -25,6 +26,7 @@ class StoreWriter:
         self._output = metrics.latency.labels("output")
         self.events_written = 0
         self.points_written = 0
+        self.on_commit: list[Callable[[], None]] = []  # e.g. wake the MQTT publisher
 
     async def submit(self, outcomes: list[Outcome]) -> None:
         await self._queue.put(outcomes)
@@ -62,3 +64,5 @@ class StoreWriter:
             self._metrics.windows["output"].add(elapsed * 1e3)
             self.events_written += len(events)
             self.points_written += len(points)
+            for notify in self.on_commit:
+                notify()

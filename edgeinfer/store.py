@@ -116,11 +116,13 @@ class Store:
         now = time.time_ns()
         point_rows = [(p, now) if isinstance(p, str) else (p[1], p[0]) for p in points]
         with self._tx() as db:
-            db.executemany(
-                "INSERT INTO events (camera, ts_ns, body) VALUES (?, ?, ?)",
-                [(e.camera, e.ts_ns, e.body) for e in events],
-            )
-            db.executemany("INSERT INTO points (line, ts_ns) VALUES (?, ?)", point_rows)
+            if events:
+                db.executemany(
+                    "INSERT INTO events (camera, ts_ns, body) VALUES (?, ?, ?)",
+                    [(e.camera, e.ts_ns, e.body) for e in events],
+                )
+            if point_rows:
+                db.executemany("INSERT INTO points (line, ts_ns) VALUES (?, ?)", point_rows)
 
     # ----------------------------------------------------------------- reading
 
@@ -314,16 +316,23 @@ class _Transaction:
         self._lock.acquire()
         try:
             self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._lock.release()
+            raise StoreError(f"local store: {exc}") from exc
         except BaseException:
             self._lock.release()
             raise
         return self._db
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         try:
             self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        except sqlite3.Error as error:
+            raise StoreError(f"local store: {error}") from error
         finally:
             self._lock.release()
+        if isinstance(exc, sqlite3.Error):  # a failed statement inside the transaction (disk full, ...)
+            raise StoreError(f"local store: {exc}") from exc
 
 
 P = ParamSpec("P")

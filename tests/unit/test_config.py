@@ -58,6 +58,10 @@ def test_sizes_and_durations_take_units(tmp_path):
             r"a zone needs at least 3 points",
         ),
         ("mqtt: [1, 2]\n", r"edgeinfer.yaml:1: mqtt: Input should be a valid dictionary"),
+        (
+            "mqtt:\n  sensors:\n    - topic: sensors/#/{room}\n",
+            r"edgeinfer.yaml:3: mqtt\.sensors\[0\]\.topic: topic template 'sensors/#/\{room\}': '#' must be the last",
+        ),
         ("cameras: [\n", r"edgeinfer.yaml:\d+: not valid YAML"),
         ("- just\n- a list\n", r"expected a mapping of sections"),
     ],

@@ -89,3 +89,13 @@ def test_size_cap_drops_oldest_rows_first(tmp_path):
     assert remaining == list(range(2000 - len(remaining), 2000))  # newest kept, contiguous
     assert s.counters()["pruned.events"] == result.deleted
     s.close()
+
+
+def test_sqlite_failures_become_store_errors(store):
+    from edgeinfer.errors import StoreError
+
+    store._db.execute("DROP TABLE points")  # what a corrupted or foreign database file looks like
+    with pytest.raises(StoreError, match="no such table: points"):
+        store.append([], ["m f=1i 1"])
+    store.append(events(1), [])  # the lock was released and the store still works
+    assert store.count("events") == 1
