@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Rebuild the bundled shapes detectors from scratch: dataset -> train -> export -> evaluate -> demo assets.
+# Needs /work/main/.venv (runtime: numpy, opencv, ai-edge-litert, pycocotools) and .venv-models (TensorFlow):
+#   python3 -m venv .venv-models
+#   .venv-models/bin/pip install "tensorflow-cpu==2.21.*" numpy opencv-python-headless pycocotools onnx onnxruntime
+#   echo "$PWD" > .venv-models/lib/python3.11/site-packages/edgeinfer-src.pth   # import edgeinfer from the checkout
+# Usage: models/build.sh [train-minutes-s] [train-minutes-n]   (0 minutes for n = export random-init, timing-only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MIN_S=${1:-26}
+MIN_N=${2:-0}
+TF=.venv-models/bin/python
+RT=.venv/bin/python
+
+(cd models && nice -n 5 ../$TF dataset.py --train 12000 --val 500 --test 1000)
+(cd models && nice -n 5 ../$TF train.py --variant shapes-s --minutes "$MIN_S")
+(cd models && ../$TF export.py --variant shapes-s)
+if [ "$MIN_N" != "0" ]; then
+  (cd models && nice -n 5 ../$TF train.py --variant shapes-n --minutes "$MIN_N")
+  (cd models && ../$TF export.py --variant shapes-n)
+else
+  (cd models && ../$TF export.py --variant shapes-n --status timing-only --weights /nonexistent)
+fi
+$RT models/demo_assets.py
+$RT models/evaluate.py --variant shapes-s --onnx
+$RT models/evaluate.py --variant shapes-s --check-testimages
+if [ "$MIN_N" != "0" ]; then $RT models/evaluate.py --variant shapes-n; fi
