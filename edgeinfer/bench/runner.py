@@ -124,6 +124,11 @@ def summarize_result(result: dict[str, Any]) -> dict[str, Any]:
     limit_lat, s_limit_lat = ms(r["limit_b1"]["latency_ms"]["p50"] for r in repeats)
     limit_batch_lat, _ = ms(r["limit"]["latency_ms"]["p50"] for r in repeats)
     naive_lat, _ = ms(r["naive"]["latency_ms"]["p50"] for r in repeats)
+    paced = [r.get("limit_paced") for r in repeats]
+    paced_lat: dict[str, Any] = {}
+    if all(paced):
+        for key in ("p50", "p90", "p99", "max"):
+            paced_lat[key], paced_lat[f"{key}_spread"] = ms(p["latency_ms"][key] for p in paced)  # type: ignore[index]
     latency: dict[str, Any] = {}
     latency_spread: dict[str, Any] = {}
     for stage in STAGES:
@@ -174,6 +179,8 @@ def summarize_result(result: dict[str, Any]) -> dict[str, Any]:
         "limit_latency_p50_ms": limit_lat,
         "limit_batch_latency_p50_ms": limit_batch_lat,
         "naive_latency_p50_ms": naive_lat,
+        # Paced configurations: bare invoke at batch 1 at the camera's rate (idle in between).
+        "limit_paced_latency_ms": paced_lat or None,
         "startup": {k: _num(v) for k, v in result.get("startup", {}).items()},
         "interpreter_batch_sizes": result.get("interpreter_batch_sizes", []),
         "heavy_imports": result.get("heavy_imports", []),
@@ -257,12 +264,21 @@ def evaluate_targets(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 over <= 2.0,
             )
         )
+        paced = r.get("limit_paced_latency_ms")
+        if paced:
+            out[-1]["note"] = (
+                f"bare invoke paced at 10 fps: p50 {paced['p50']:.2f} ms, p99 {paced['p99']:.2f} ms; "
+                f"p50 e2e - that = {e2e['p50'] - paced['p50']:.2f} ms"
+            )
         out.append(
             _target(
                 "1 camera @ 10 fps: p99 e2e / p50 e2e",
                 "<= 1.5",
                 f"{e2e['p99'] / e2e['p50']:.2f} (p99 {e2e['p99']:.2f} ms, p50 {e2e['p50']:.2f} ms)",
                 e2e["p99"] <= 1.5 * e2e["p50"],
+                ""
+                if not paced
+                else f"bare invoke paced at 10 fps alone: p99/p50 = {paced['p99'] / paced['p50']:.2f}",
             )
         )
         st = r["startup"]

@@ -219,6 +219,24 @@ def measure_limit(
     return {"fps": batch * k / wall, "runs": k, "batch": batch, "latency_ms": latency}
 
 
+def measure_limit_paced(detector: Any, tensors: list[np.ndarray], fps: float, runs: int) -> dict[str, Any]:
+    """Bare ``backend.run`` at batch 1 paced at ``fps`` like a camera (the runtime idles in between),
+    for comparing a paced pipeline's latency with the runtime's own at the same pace."""
+    run = detector.backend.run
+    run(tensors[0])
+    period = 1.0 / fps
+    times: list[float] = []
+    next_due = time.perf_counter()
+    for k in range(runs):
+        next_due += period
+        t0 = time.perf_counter()
+        run(tensors[k % len(tensors)])
+        t1 = time.perf_counter()
+        times.append(t1 - t0)
+        time.sleep(max(0.0, next_due - t1))
+    return {"fps": fps, "runs": runs, "batch": 1, "latency_ms": summarize(np.asarray(times) * 1e3)}
+
+
 def measure_naive(
     detector: Any, rings: list[list[np.ndarray]], seconds: float, min_frames: int = 5
 ) -> dict[str, Any]:
@@ -321,12 +339,17 @@ def run_worker(spec: RunSpec) -> dict[str, Any]:
         else:
             limit_b1 = measure_limit(detector, limit_tensors[LIMIT_LATENCY_BATCH], spec.baseline_seconds / 2)
         naive = measure_naive(detector, rings, spec.baseline_seconds)
+        paced = None
+        if spec.fps is not None:
+            runs = max(20, int(spec.baseline_seconds * spec.fps))
+            paced = measure_limit_paced(detector, limit_tensors[LIMIT_LATENCY_BATCH], spec.fps, runs)
         repeats.append(
             {
                 "pipeline": pipe,
                 "limit": limit,
                 "limit_b1": limit_b1,
                 "naive": naive,
+                "limit_paced": paced,
             }
         )
         _emit("progress", {"repeat": r + 1, "of": spec.repeats, "pipeline_fps": pipe["pipeline_fps"]})
