@@ -162,6 +162,7 @@ def summarize_result(result: dict[str, Any]) -> dict[str, Any]:
         "max_delay_ms": spec.max_delay_ms,
         "threads": spec.threads,
         "backend": result["model"]["backend"],
+        "model_sha256": result["model"]["sha256"],  # per row: the model file may change between configs
         "camera_fps": spec.fps,
         "resolution": f"{spec.width}x{spec.height}",
         "repeats": len(repeats),
