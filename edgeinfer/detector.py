@@ -22,7 +22,15 @@ from edgeinfer.detections import Detections
 from edgeinfer.errors import ModelError
 from edgeinfer.modelmeta import load_labels, names_from_metadata, parse_value, sha256_file
 from edgeinfer.preprocess import InputWriter, Letterbox
-from edgeinfer.yolo import LAYOUTS, Layout, OutputQuant, YoloDecoder, layout_classes, recognise_layout
+from edgeinfer.yolo import (
+    LAYOUTS,
+    Layout,
+    OutputQuant,
+    YoloDecoder,
+    anchor_count,
+    layout_classes,
+    recognise_layout,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,13 +121,20 @@ class Detector:
         self.backend.close()
 
 
-def _input_geometry(backend: Backend, layout: str) -> tuple[Literal["NHWC", "NCHW"], tuple[int, int]]:
+def _input_geometry(
+    backend: Backend, layout: str, metadata: dict[str, Any] | None = None
+) -> tuple[Literal["NHWC", "NCHW"], tuple[int, int]]:
     shape = backend.input.shape
     if len(shape) != 4:
         raise ModelError(f"input shape {shape}: expected 4 dimensions (batch, h, w, 3) or (batch, 3, h, w)")
     if layout == "auto":
         layout = "NCHW" if shape[1] == 3 and shape[3] != 3 else "NHWC"
     h, w = (shape[2], shape[3]) if layout == "NCHW" else (shape[1], shape[2])
+    imgsz = (metadata or {}).get("imgsz")
+    if (h <= 0 or w <= 0) and isinstance(imgsz, int):
+        h = w = imgsz
+    elif (h <= 0 or w <= 0) and isinstance(imgsz, list | tuple) and len(imgsz) == 2:
+        h, w = imgsz  # a dynamic-size export (Ultralytics dynamic=True): run it at its export size
     if h <= 0 or w <= 0:
         raise ModelError(f"input shape {shape} has a dynamic size; export the model with a fixed imgsz")
     return layout, (int(h), int(w))  # type: ignore[return-value]
@@ -148,7 +163,10 @@ def open_detector(
     rt = open_backend(backend, path, threads=threads)
     metadata = {k: parse_value(v) if isinstance(v, str) else v for k, v in rt.metadata.items()}
     names = load_labels(labels) if labels else names_from_metadata(metadata)
-    in_layout, input_hw = _input_geometry(rt, input_layout)
+    in_layout, input_hw = _input_geometry(rt, input_layout, metadata)
+    args = metadata.get("args") if isinstance(metadata.get("args"), dict) else {}
+    end2end = metadata.get("end2end") is True or args.get("nms") is True
+    n_anchors = anchor_count(*input_hw)
 
     # The detection output: the first output whose shape is a layout we know.
     found: tuple[int, Layout, int] | None = None
@@ -160,8 +178,11 @@ def open_detector(
                     raise ModelError(f"unknown layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
                 chosen: Layout = layout  # type: ignore[assignment]
                 found = (index, chosen, layout_classes(chosen, out.shape, len(names) if names else None))
+            elif end2end and out.shape[-1] == 6:
+                found = (index, "end2end", len(names) if names else 0)
             else:
-                found = (index, *recognise_layout(out.shape, *input_hw, len(names) if names else None))
+                shape = tuple(n_anchors if d < 0 and i > 0 else d for i, d in enumerate(out.shape))
+                found = (index, *recognise_layout(shape, *input_hw, len(names) if names else None))
             break
         except ModelError as exc:
             problems.append(str(exc))
@@ -176,7 +197,12 @@ def open_detector(
         )
 
     # Ultralytics normalises boxes to [0, 1] in TFLite exports only; ONNX and TensorRT give input pixels.
-    normalized = rt.name in ("litert", "tflite_runtime") if boxes == "auto" else boxes == "normalized"
+    # litert-torch (NCHW) end2end outputs are post-NMS input pixels; onnx2tf (NHWC) normalises even those.
+    normalized = (
+        rt.name in ("litert", "tflite_runtime") and not (out_layout == "end2end" and in_layout == "NCHW")
+        if boxes == "auto"
+        else boxes == "normalized"
+    )
     # Ultralytics exports take RGB; so does the bundled model. Config can say otherwise.
     rgb = channels != "BGR"
     out = rt.outputs[output_index]

@@ -39,17 +39,17 @@ class Letterbox:
     def to_original(self, xyxy: np.ndarray) -> np.ndarray:
         """Map boxes from model-input pixels back to original-image pixels, clipped to the image."""
         out = np.empty_like(xyxy, dtype=np.float32)
-        out[:, [0, 2]] = (xyxy[:, [0, 2]] - self.pad_left) / self.scale
-        out[:, [1, 3]] = (xyxy[:, [1, 3]] - self.pad_top) / self.scale
-        np.clip(out[:, [0, 2]], 0, self.width, out=out[:, [0, 2]])
-        np.clip(out[:, [1, 3]], 0, self.height, out=out[:, [1, 3]])
+        # Per-axis gain of the rounded resize, as Ultralytics >= 8.4 scale_boxes (exact inverse of the resize).
+        gx, gy = self.new_w / self.width, self.new_h / self.height
+        out[:, [0, 2]] = np.clip((xyxy[:, [0, 2]] - self.pad_left) / gx, 0, self.width)
+        out[:, [1, 3]] = np.clip((xyxy[:, [1, 3]] - self.pad_top) / gy, 0, self.height)
         return out
 
     def to_input(self, xyxy: np.ndarray) -> np.ndarray:
         """Original-image pixels to model-input pixels (the forward mapping; used by tests)."""
-        out = np.asarray(xyxy, dtype=np.float32) * self.scale
-        out[:, [0, 2]] += self.pad_left
-        out[:, [1, 3]] += self.pad_top
+        out = np.array(xyxy, dtype=np.float32)
+        out[:, [0, 2]] = out[:, [0, 2]] * (self.new_w / self.width) + self.pad_left
+        out[:, [1, 3]] = out[:, [1, 3]] * (self.new_h / self.height) + self.pad_top
         return out
 
 

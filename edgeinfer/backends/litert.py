@@ -52,6 +52,7 @@ class LiteRTBackend:
         self._path, self._threads = path, threads
         # batch size -> (interpreter, input index, output indexes)
         self._by_batch: dict[int, tuple[Any, int, list[int]]] = {}
+        self._no_batch: set[int] = set()
         first = self._interpreter(1)[0]
         if len(first.get_input_details()) != 1:
             raise ModelError(f"{path.name}: expected one input tensor, got {len(first.get_input_details())}")
@@ -83,7 +84,25 @@ class LiteRTBackend:
         logger.debug("LiteRT interpreter ready for batch %d", batch)
         return entry
 
+    def _batch_ok(self, batch: int) -> bool:
+        """Whether an interpreter resized to this batch works and outputs that batch (fixed-batch graphs don't)."""
+        if batch == 1:
+            return True
+        if batch not in self._no_batch:
+            try:
+                interpreter = self._interpreter(batch)[0]
+            except ModelError:
+                self._no_batch.add(batch)
+            else:
+                if any(int(d["shape"][0]) != batch for d in interpreter.get_output_details()):
+                    self._no_batch.add(batch)
+                    self._by_batch.pop(batch, None)
+        return batch not in self._no_batch
+
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        if not self._batch_ok(int(batch.shape[0])):
+            parts = [self.run(batch[i : i + 1]) for i in range(batch.shape[0])]
+            return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
         interpreter, input_index, output_indexes = self._interpreter(int(batch.shape[0]))
         interpreter.set_tensor(input_index, batch)
         interpreter.invoke()  # releases the GIL

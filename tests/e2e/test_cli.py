@@ -65,7 +65,7 @@ def test_config_check_and_show(tmp_path, monkeypatch):
     config = tmp_path / "edge.yaml"
     config.write_text(
         "device: pole-7\ncameras:\n  - {name: gate, source: rtsp://cam:secretpw@10.0.0.5/s1}\n"
-        "mqtt: {username: edge, password: ${MQTT_PW}}\n"
+        "mqtt:\n  username: edge\n  password: ${MQTT_PW}\n"
     )
     env = {"MQTT_PW": "hunter2-very-secret"}
     ok = edgeinfer("config", "check", str(config), env=env)

@@ -63,6 +63,10 @@ def test_sizes_and_durations_take_units(tmp_path):
             r"edgeinfer.yaml:3: mqtt\.sensors\[0\]\.topic: topic template 'sensors/#/\{room\}': '#' must be the last",
         ),
         ("cameras: [\n", r"edgeinfer.yaml:\d+: not valid YAML"),
+        (
+            "mqtt: {username: edge, password: ${MQTT_PW}}\n",
+            r"edgeinfer.yaml:1: not valid YAML: .*quote the variable",
+        ),
         ("- just\n- a list\n", r"expected a mapping of sections"),
     ],
 )

@@ -27,41 +27,6 @@ from edgeinfer.preprocess import Letterbox
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ultralytics"
 REPO = Path(__file__).resolve().parents[2]
 
-# Known mismatches between edgeinfer and Ultralytics, per fixture file and check (xfail strict: a fix flips them).
-# Each is written up, with the proposed fix, in models/ultralytics_fixtures/README.md.
-_DYNAMIC = (
-    "dynamic=True ONNX has input [batch, 3, height, width]: _input_geometry refuses it instead of taking "
-    "the size from the metadata's imgsz"
-)
-_E2E_SMALL = (
-    "end2end output [1, K, 6] with K = min(max_det, anchors) = 84 = the anchor count at 64x64: recognise_layout "
-    "reads it as yolov8t with 2 classes; the metadata says end2end: True"
-)
-_E2E_LITERT = (
-    "; and a litert-torch end2end output is in input pixels, not normalized (edgeinfer assumes normalized)"
-)
-_BATCH_ONNX2TF = (
-    "onnx2tf TFLite has fixed-batch reshapes: resizing the input to batch 3 fails in XNNPACK (ModelError) "
-    "instead of falling back to one image at a time"
-)
-_BATCH_LITERT = (
-    "litert-torch TFLite accepts an input resized to batch 3 but still outputs batch 1: decode indexes raw[1]"
-)
-KNOWN: dict[tuple[str, str], str] = {
-    **{("ultralytics-8.4.190/yolo11t_dynamic.onnx", c): _DYNAMIC for c in ("open", "predict", "batch")},
-    **{("ultralytics-8.4.190/yolo26t_e2e.onnx", c): _E2E_SMALL for c in ("open", "predict", "batch")},
-    **{("ultralytics-8.4.190/yolo26t_e2e.tflite", c): _E2E_SMALL + _E2E_LITERT for c in ("open", "predict")},
-    ("ultralytics-8.4.190/yolo26t_e2e.tflite", "batch"): _E2E_SMALL + "; " + _BATCH_LITERT,
-    **{
-        (f"ultralytics-8.3.180/yolov8t_{v}.tflite", "batch"): _BATCH_ONNX2TF
-        for v in ("float32", "int8", "integer_quant", "full_integer_quant")
-    },
-    **{
-        (f"ultralytics-8.4.190/{f}.tflite", "batch"): _BATCH_LITERT
-        for f in ("yolo11t", "yolo11t_int8", "yolo26t", "yolo26t_int8")
-    },
-}
-
 
 def _runtime(path: str) -> str:
     return "ai_edge_litert" if path.endswith(".tflite") else "onnxruntime"
@@ -83,12 +48,6 @@ def _entries() -> list[Any]:
 
 
 ENTRIES = _entries()
-
-
-def _known(request: pytest.FixtureRequest, entry: dict[str, Any], check: str) -> None:
-    reason = KNOWN.get((entry["file"], check))
-    if reason:
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
 
 
 def _images() -> dict[str, np.ndarray]:
@@ -218,8 +177,7 @@ def test_fixtures_present() -> None:
 
 
 @pytest.mark.parametrize("entry", ENTRIES)
-def test_recognised(entry: dict[str, Any], request: pytest.FixtureRequest) -> None:
-    _known(request, entry, "open")
+def test_recognised(entry: dict[str, Any]) -> None:
     detector = _open(entry)
     try:
         expected = entry["expected"]
@@ -239,9 +197,8 @@ def test_recognised(entry: dict[str, Any], request: pytest.FixtureRequest) -> No
 
 
 @pytest.mark.parametrize("entry", ENTRIES)
-def test_matches_ultralytics_predictions(entry: dict[str, Any], request: pytest.FixtureRequest) -> None:
+def test_matches_ultralytics_predictions(entry: dict[str, Any]) -> None:
     """edgeinfer's decoded detections for the exported file are the ones Ultralytics itself predicts."""
-    _known(request, entry, "predict")
     args = entry["predict_args"]
     detector = _open(entry)
     try:
@@ -263,11 +220,6 @@ def test_matches_ultralytics_predictions(entry: dict[str, Any], request: pytest.
         detector.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Letterbox.to_original clips into a temporary: np.clip(out[:, [0, 2]], ..., out=out[:, [0, 2]]) "
-    "writes to the copy that fancy indexing makes, so boxes leave the image (Ultralytics clips them)",
-)
 def test_boxes_are_clipped_to_the_image() -> None:
     outside = []
     for param in ENTRIES:
@@ -286,11 +238,6 @@ def test_boxes_are_clipped_to_the_image() -> None:
     assert not outside, outside
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Ultralytics 8.4.x scale_boxes divides by the per-axis gain of the rounded resize (new_w / w, "
-    "new_h / h); edgeinfer's Letterbox.to_original by min(in_h / h, in_w / w): up to ~0.7 px apart here",
-)
 def test_box_scale_matches_ultralytics_8_4() -> None:
     entry = next(p.values[0] for p in ENTRIES if p.values[0]["file"].endswith("8.4.190/yolo11t.onnx"))
     detector = _open(entry)
@@ -314,8 +261,7 @@ def test_box_scale_matches_ultralytics_8_4() -> None:
 
 
 @pytest.mark.parametrize("entry", ENTRIES)
-def test_batch_of_three_equals_one_by_one(entry: dict[str, Any], request: pytest.FixtureRequest) -> None:
-    _known(request, entry, "batch")
+def test_batch_of_three_equals_one_by_one(entry: dict[str, Any]) -> None:
     detector = _open(entry)
     try:
         images = list(_images().values())
@@ -333,8 +279,7 @@ def test_batch_of_three_equals_one_by_one(entry: dict[str, Any], request: pytest
 
 
 @pytest.mark.parametrize("entry", ENTRIES)
-def test_model_inspect_json(entry: dict[str, Any], request: pytest.FixtureRequest) -> None:
-    _known(request, entry, "open")
+def test_model_inspect_json(entry: dict[str, Any]) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "edgeinfer", "model", "inspect", "--json", str(FIXTURES / entry["file"])],
         capture_output=True,
