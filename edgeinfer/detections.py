@@ -37,10 +37,13 @@ class Detections:
             {
                 "label": label_of(labels, int(c)),
                 "class_id": int(c),
-                "score": round(float(s), 4),
-                "box": [round(float(v), 1) for v in box],
+                "score": round(s, 4),
+                "box": [round(v, 1) for v in box],
             }
-            for box, s, c in zip(self.xyxy, self.confidence, self.class_id, strict=True)
+            # tolist(): Python floats once per array, not a numpy scalar per value
+            for box, s, c in zip(
+                self.xyxy.tolist(), self.confidence.tolist(), self.class_id.tolist(), strict=True
+            )
         ]
 
 

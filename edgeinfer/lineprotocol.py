@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -10,10 +11,13 @@ from dataclasses import dataclass
 FieldValue = float | int | bool | str
 
 
+# Cached: the same few keys, tag values and measurement names repeat in every point the daemon writes.
+@functools.lru_cache(maxsize=4096)
 def _escape_key(text: str) -> str:
     return text.replace("\\", "\\\\").replace(",", r"\,").replace("=", r"\=").replace(" ", r"\ ")
 
 
+@functools.lru_cache(maxsize=256)
 def _escape_measurement(text: str) -> str:
     return text.replace("\\", "\\\\").replace(",", r"\,").replace(" ", r"\ ")
 

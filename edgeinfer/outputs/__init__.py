@@ -41,17 +41,19 @@ def build_outputs(
     on_trigger: Callable[[str, float, float], None],
 ) -> Outputs:
     """The components for the configured outputs. Raises ConfigError for a bad sensor topic template."""
-    # Imported here: influxdb-client takes most of a second to import, and every CLI verb imports this
-    # package (for `edgeinfer watch`).
-    from edgeinfer.outputs import influx, mqtt_publisher
-    from edgeinfer.outputs.influx import InfluxForwarder
-    from edgeinfer.outputs.mqtt_publisher import MQTTPublisher
-
+    # Each output is imported only when configured: influxdb-client alone takes ~16 MB and up to a second
+    # to import, and every CLI verb imports this package (for `edgeinfer watch`).
     outputs = Outputs(context=SensorContext())
-    backlog = [(mqtt_publisher.SINK, "events")]
+    forwarder = None
     if config.influxdb is not None:
-        backlog.append((influx.SINK, "points"))
+        from edgeinfer.outputs.influx import SINK as INFLUX_SINK
+        from edgeinfer.outputs.influx import InfluxForwarder
+
+        forwarder = InfluxForwarder(config.influxdb, store, registry)
     if config.mqtt is not None:
+        from edgeinfer.outputs.mqtt_publisher import SINK, MQTTPublisher
+
+        backlog = [(SINK, "events")] + ([(INFLUX_SINK, "points")] if forwarder else [])
         outputs.components.append(
             MQTTPublisher(config.mqtt, config.device, store, registry, stats, backlog_sinks=tuple(backlog))
         )
@@ -60,6 +62,6 @@ def build_outputs(
             outputs.components.append(
                 SensorInput(config.mqtt, config.device, store, registry, outputs.context, triggers)
             )
-    if config.influxdb is not None:
-        outputs.components.append(InfluxForwarder(config.influxdb, store, registry))
+    if forwarder is not None:
+        outputs.components.append(forwarder)
     return outputs
