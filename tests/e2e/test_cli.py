@@ -9,14 +9,15 @@ import time
 
 import pytest
 
-from edgeinfer.assets import bundled_dir, test_images_dir
+from edgeinfer.assets import bundled_dir
+from edgeinfer.assets import test_images_dir as bundled_test_images
 
 from .helpers import REPO, edgeinfer, match
 
 
 def test_detect_json_finds_the_shapes_in_the_bundled_test_images():
-    truth = json.loads((test_images_dir() / "truth.json").read_text())
-    result = edgeinfer("detect", "--json", str(test_images_dir()))
+    truth = json.loads((bundled_test_images() / "truth.json").read_text())
+    result = edgeinfer("detect", "--json", str(bundled_test_images()))
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert {r["image"].rsplit("/", 1)[-1] for r in records} == set(truth)
@@ -34,7 +35,7 @@ def test_detect_json_finds_the_shapes_in_the_bundled_test_images():
 
 
 def test_detect_saves_annotated_copies(tmp_path):
-    image = sorted(test_images_dir().glob("*.jpg"))[0]
+    image = sorted(bundled_test_images().glob("*.jpg"))[0]
     result = edgeinfer("detect", str(image), "--save", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert (tmp_path / image.name).stat().st_size > 0
@@ -42,7 +43,7 @@ def test_detect_saves_annotated_copies(tmp_path):
 
 
 def test_missing_model_is_one_clear_line(tmp_path):
-    result = edgeinfer("detect", str(test_images_dir()), "--model", str(tmp_path / "yolo.tflite"))
+    result = edgeinfer("detect", str(bundled_test_images()), "--model", str(tmp_path / "yolo.tflite"))
     assert result.returncode == 1
     assert result.stderr.strip() == f"edgeinfer: error: model file not found: {tmp_path / 'yolo.tflite'}"
 
