@@ -2,7 +2,7 @@
 
 Assignment: FCOS-style centre sampling (anchor inside the box and within 2.5 strides of its centre) with
 scale ranges per level; an anchor claimed by several boxes takes the smallest. Losses: BCE against an
-IoU-aware soft target for classes (modulated by |target - p|^2 on background anchors only), GIoU for boxes.
+IoU**2 soft target for classes (modulated by |target - p|^2 on background anchors only), GIoU for boxes.
 AdamW, cosine learning rate over the wall-clock budget, EMA of the weights (the EMA is what gets saved).
 
     python models/train.py --variant shapes-s --minutes 28
@@ -121,7 +121,9 @@ def main() -> None:
             pbox = decode_xyxy(raw[..., :4], anchors_t, strides_t)
             iou, giou = iou_giou(pbox, tbox)
             logits = raw[..., 4:]
-            q = tf.stop_gradient(tf.maximum(iou, 0.0)) * fgf  # IoU-aware quality target
+            # IoU-aware quality target, squared: a score of 0.25 (the usual conf threshold) then means a box
+            # expected to overlap its object by IoU 0.5, so off-centre anchors' sloppy boxes fall below it.
+            q = tf.square(tf.stop_gradient(tf.maximum(iou, 0.0))) * fgf
             target = tf.one_hot(tf.maximum(tcls, 0), NC) * q[..., None]
             p = tf.sigmoid(logits)
             bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=logits)
