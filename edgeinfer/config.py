@@ -380,8 +380,8 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> Config:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source
-        hint = ""
-        if mark and "${" in text.splitlines()[min(mark.line, len(text.splitlines()) - 1)]:
+        lines, hint = text.splitlines(), ""
+        if mark and lines and "${" in lines[min(mark.line, len(lines) - 1)]:
             # `{a: ${X}}` is YAML flow syntax, so the `{` of `${X}` breaks the mapping.
             hint = ' (inside {...} or [...], quote the variable: "${NAME}")'
         raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}{hint}") from None

@@ -130,11 +130,12 @@ def _input_geometry(
     if layout == "auto":
         layout = "NCHW" if shape[1] == 3 and shape[3] != 3 else "NHWC"
     h, w = (shape[2], shape[3]) if layout == "NCHW" else (shape[1], shape[2])
-    imgsz = (metadata or {}).get("imgsz")
-    if (h <= 0 or w <= 0) and isinstance(imgsz, int):
-        h = w = imgsz
-    elif (h <= 0 or w <= 0) and isinstance(imgsz, list | tuple) and len(imgsz) == 2:
-        h, w = imgsz  # a dynamic-size export (Ultralytics dynamic=True): run it at its export size
+    if h <= 0 or w <= 0:  # a dynamic-size export (Ultralytics dynamic=True): run it at its export size
+        imgsz = (metadata or {}).get("imgsz")
+        if isinstance(imgsz, int):
+            h = w = imgsz
+        elif isinstance(imgsz, list | tuple) and len(imgsz) == 2:
+            h, w = imgsz
     if h <= 0 or w <= 0:
         raise ModelError(f"input shape {shape} has a dynamic size; export the model with a fixed imgsz")
     return layout, (int(h), int(w))  # type: ignore[return-value]

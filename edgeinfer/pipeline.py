@@ -210,7 +210,7 @@ class Pipeline:
     def _run_job(self, job: _Job) -> np.ndarray:
         """On the infer thread: the runtime call, plus prepare and decode for an inline single frame."""
         inline = job.prepared is None
-        if job.prepared is None:
+        if inline:
             start = self._clock()
             job.prepared = self.detector.prepare([f.image for f in job.frames])
             job.prep_s = self._clock() - start
