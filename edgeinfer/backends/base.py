@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,3 +32,9 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def run_image_by_image(run: Callable[[np.ndarray], list[np.ndarray]], batch: np.ndarray) -> list[np.ndarray]:
+    """Run a batch one image at a time and stack the outputs (for exports whose graph fixes the batch at 1)."""
+    parts = [run(batch[i : i + 1]) for i in range(batch.shape[0])]
+    return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]

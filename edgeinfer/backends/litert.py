@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeinfer.backends.base import TensorInfo
+from edgeinfer.backends.base import TensorInfo, run_image_by_image
 from edgeinfer.errors import BackendError, ModelError
 from edgeinfer.modelmeta import read_appended_metadata
 
@@ -101,8 +101,7 @@ class LiteRTBackend:
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         if not self._batch_ok(int(batch.shape[0])):
-            parts = [self.run(batch[i : i + 1]) for i in range(batch.shape[0])]
-            return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
+            return run_image_by_image(self.run, batch)
         interpreter, input_index, output_indexes = self._interpreter(int(batch.shape[0]))
         interpreter.set_tensor(input_index, batch)
         interpreter.invoke()  # releases the GIL

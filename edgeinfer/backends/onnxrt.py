@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeinfer.backends.base import TensorInfo
+from edgeinfer.backends.base import TensorInfo, run_image_by_image
 from edgeinfer.errors import BackendError, ModelError
 
 _DTYPES = {
@@ -52,8 +52,7 @@ class OnnxRuntimeBackend:
         if self._fixed_batch is None or self._fixed_batch == batch.shape[0]:
             return list(self._session.run(None, {self.input.name: batch}))
         # A model exported with a fixed batch of 1: run image by image and stack.
-        parts = [self._session.run(None, {self.input.name: batch[i : i + 1]}) for i in range(batch.shape[0])]
-        return [np.concatenate([p[k] for p in parts]) for k in range(len(self.outputs))]
+        return run_image_by_image(lambda one: list(self._session.run(None, {self.input.name: one})), batch)
 
     def close(self) -> None:
         del self._session
