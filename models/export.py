@@ -108,7 +108,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--variant", default="shapes-s")
     ap.add_argument("--weights", default=None, help="Keras weights (.weights.h5); omitted = random init")
-    ap.add_argument("--calib", type=int, default=200)
+    ap.add_argument("--calib", type=int, default=1000)
     ap.add_argument("--status", default="trained", choices=["trained", "timing-only"])
     a = ap.parse_args()
     tf.config.threading.set_intra_op_parallelism_threads(2)

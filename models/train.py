@@ -11,9 +11,11 @@ AdamW, cosine learning rate over the wall-clock budget, EMA of the weights (the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -75,6 +77,24 @@ def iou_giou(a: tf.Tensor, b: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return iou, iou - (c_area - union) / c_area
 
 
+def widen_into(narrow: Any, wide: Any) -> None:
+    """Copy trained weights into a model whose class branch has more channels, keeping its function.
+
+    Net2Net-style: each weight is copied into the leading corner of the wider tensor; the extra output
+    channels keep their fresh initialisation, and the kernel rows that read extra input channels are
+    zeroed, so the new channels contribute nothing until training moves those rows.
+    """
+    for src, dst in zip(narrow.layers, wide.layers, strict=True):
+        for ws, wd in zip(src.weights, dst.weights, strict=True):
+            old, new = ws.numpy(), wd.numpy()
+            if old.shape != new.shape:
+                if new.ndim == 4:
+                    new[:, :, old.shape[2] :, :] = 0.0
+                new[tuple(slice(0, n) for n in old.shape)] = old
+                old = new
+            wd.assign(old)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--variant", default="shapes-s")
@@ -85,8 +105,20 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0 = time budget)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init", default=None, help="start from these weights (.weights.h5), e.g. to continue")
+    ap.add_argument(
+        "--init-head-cls",
+        type=int,
+        default=0,
+        help="class-branch width of the --init weights when narrower than the variant's (widen them)",
+    )
     ap.add_argument("--warmup", type=int, default=150)
     ap.add_argument("--xla", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument(
+        "--bg-gamma",
+        type=float,
+        default=2.0,
+        help="focal exponent on background anchors (lower = harder on FPs)",
+    )
     a = ap.parse_args()
     tf.config.threading.set_intra_op_parallelism_threads(a.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -97,7 +129,15 @@ def main() -> None:
     classes = np.load(WORK / "train" / "classes.npy")
     n_img = len(boxes)
     model = A.build_raw_model(a.variant, IMGSZ, NC)
-    if a.init:
+    if a.init and a.init_head_cls:
+        narrow = A.build_raw_model(
+            dataclasses.replace(A.VARIANTS[a.variant], head_cls=a.init_head_cls), IMGSZ, NC
+        )
+        narrow.load_weights(a.init)
+        widen_into(narrow, model)
+        wide = A.VARIANTS[a.variant].head_cls
+        print(f"initialised from {a.init} (class branch widened {a.init_head_cls} -> {wide})", flush=True)
+    elif a.init:
         model.load_weights(a.init)
         print(f"initialised from {a.init}", flush=True)
     print(f"{a.variant}: {model.count_params()} params, {A.count_flops(model):.2f} GFLOPs", flush=True)
@@ -129,7 +169,7 @@ def main() -> None:
             bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=logits)
             # Focal modulation only on background anchors: at a positive anchor the wrong classes must keep
             # their full gradient, or the head learns "object here" long before "which shape" (run 1-2).
-            weight = tf.where(fg[..., None], 1.0, tf.square(p - target))
+            weight = tf.where(fg[..., None], 1.0, tf.pow(tf.abs(p - target), a.bg_gamma))
             cls_loss = tf.reduce_sum(bce * weight) / num_pos
             box_loss = tf.reduce_sum((1.0 - giou) * fgf) / num_pos
             loss = cls_loss + 2.5 * box_loss
