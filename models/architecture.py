@@ -184,24 +184,55 @@ def decode_constants(imgsz: int = 320) -> tuple[np.ndarray, np.ndarray]:
     return pts / imgsz, (strides * MAX_DIST_STRIDES / imgsz)[:, None]
 
 
+def _level_heads(raw_model: Any) -> list[tuple[Any, Any]]:
+    """The per-level (box logits, class logits) tensors of a raw model, largest level (stride 8) first."""
+    pairs = []
+    for layer in raw_model.layers:
+        if layer.__class__.__name__ == "Reshape":
+            concat = layer.input._keras_history.operation
+            box, cls = concat.input
+            pairs.append((box, cls))
+    return sorted(pairs, key=lambda bc: -bc[0].shape[1])
+
+
 def build_export_model(raw_model: Any, imgsz: int = 320, num_classes: int = 3) -> Any:
-    """Wrap the raw model with the decode step: -> [B, 4 + C, N] (cx, cy, w, h normalised; sigmoid scores)."""
+    """Wrap the raw model with the decode step: -> [B, 4 + C, N] (cx, cy, w, h normalised; sigmoid scores).
+
+    The decode runs per level on the heads' own box and class tensors and only the final, already decoded
+    values are concatenated. In a full-integer model every tensor has one scale: decoding from the raw
+    concatenation would quantize the box logits with the scale of the much wider class-logit range (about
+    3 px of error per coordinate at stride 8), while per level each tensor gets a scale fitted to its range.
+    """
     k = _keras()
     from keras import ops as K
 
-    anchors, maxd = decode_constants(imgsz)
+    heads = k.Model(raw_model.inputs, [t for pair in _level_heads(raw_model) for t in pair])
 
-    class Decode(k.layers.Layer):
-        def call(self, raw: Any) -> Any:
-            d = K.sigmoid(raw[..., :4]) * K.convert_to_tensor(maxd)
+    class DecodeLevel(k.layers.Layer):
+        def __init__(self, anchors: np.ndarray, maxd: float, **kw: Any) -> None:
+            super().__init__(**kw)
+            self.anchors, self.maxd = anchors, maxd
+
+        def call(self, box: Any, cls: Any) -> Any:
+            n = self.anchors.shape[0]
+            d = K.sigmoid(K.reshape(box, (-1, n, 4))) * self.maxd
             lt, rb = d[..., :2], d[..., 2:]
-            cxcy = K.convert_to_tensor(anchors) + 0.5 * (rb - lt)
-            wh = lt + rb
-            scores = K.sigmoid(raw[..., 4:])
-            return K.transpose(K.concatenate([cxcy, wh, scores], axis=-1), (0, 2, 1))
+            cxcy = K.convert_to_tensor(self.anchors) + 0.5 * (rb - lt)
+            scores = K.sigmoid(K.reshape(cls, (-1, n, num_classes)))
+            return K.concatenate([cxcy, lt + rb, scores], axis=-1)
 
+    anchors, maxd = decode_constants(imgsz)
     inp = k.Input((imgsz, imgsz, 3), name="images", batch_size=1)
-    out = Decode(name="decode")(raw_model(inp))
+    outs = heads(inp)
+    levels, start = [], 0
+    for i, s in enumerate(STRIDES):
+        n = (imgsz // s) ** 2
+        level = DecodeLevel(
+            anchors[start : start + n], float(maxd[start, 0]), name=f"decode_p{round(math.log2(s))}"
+        )
+        levels.append(level(outs[2 * i], outs[2 * i + 1]))
+        start += n
+    out = k.layers.Permute((2, 1), name="decode")(k.layers.Concatenate(axis=1)(levels))
     return k.Model(inp, out, name=raw_model.name + "_export")
 
 
