@@ -172,8 +172,9 @@ def build_raw_model(variant: str | Variant = "shapes-s", imgsz: int = 320, num_c
     inp = k.Input((imgsz, imgsz, 3), name="images")
     outs = build_graph(KerasOps(), inp, v, num_classes)
     flat = []
-    for b, c in outs:
-        flat.append(k.layers.Reshape((-1, 4 + num_classes))(k.layers.Concatenate(axis=-1)([b, c])))
+    for s, (b, c) in zip(STRIDES, outs, strict=True):
+        level = k.layers.Concatenate(axis=-1, name=_head_name(s))([b, c])
+        flat.append(k.layers.Reshape((-1, 4 + num_classes))(level))
     out = k.layers.Concatenate(axis=1, name="raw")(flat)
     return k.Model(inp, out, name=v.name)
 
@@ -184,15 +185,9 @@ def decode_constants(imgsz: int = 320) -> tuple[np.ndarray, np.ndarray]:
     return pts / imgsz, (strides * MAX_DIST_STRIDES / imgsz)[:, None]
 
 
-def _level_heads(raw_model: Any) -> list[tuple[Any, Any]]:
-    """The per-level (box logits, class logits) tensors of a raw model, largest level (stride 8) first."""
-    pairs = []
-    for layer in raw_model.layers:
-        if layer.__class__.__name__ == "Reshape":
-            concat = layer.input._keras_history.operation
-            box, cls = concat.input
-            pairs.append((box, cls))
-    return sorted(pairs, key=lambda bc: -bc[0].shape[1])
+def _head_name(stride: int) -> str:
+    """Name of the layer joining one level's box and class logits in the raw model (e.g. head_p3)."""
+    return f"head_p{round(math.log2(stride))}"
 
 
 def build_export_model(raw_model: Any, imgsz: int = 320, num_classes: int = 3) -> Any:
@@ -206,7 +201,7 @@ def build_export_model(raw_model: Any, imgsz: int = 320, num_classes: int = 3) -
     k = _keras()
     from keras import ops as K
 
-    heads = k.Model(raw_model.inputs, [t for pair in _level_heads(raw_model) for t in pair])
+    heads = k.Model(raw_model.inputs, [t for s in STRIDES for t in raw_model.get_layer(_head_name(s)).input])
 
     class DecodeLevel(k.layers.Layer):
         def __init__(self, anchors: np.ndarray, maxd: float, **kw: Any) -> None:
