@@ -20,8 +20,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edgeinfer.config import SyntheticSourceConfig
-from edgeinfer.detector import open_detector
-from edgeinfer.preprocess import Letterbox, input_lut, letterbox
+from edgeinfer.detect.detector import open_detector
+from edgeinfer.detect.preprocess import Letterbox, input_lut, letterbox
 from edgeinfer.sources.synthetic import SyntheticReader
 
 

@@ -22,7 +22,7 @@ _VERBS = (
     "edgeinfer.commands.bench",
     "edgeinfer.commands.model",
     "edgeinfer.commands.config",
-    "edgeinfer.outputs.watch",
+    "edgeinfer.commands.watch",
 )
 
 

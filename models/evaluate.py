@@ -1,7 +1,7 @@
 """Evaluate the exported detectors with pycocotools and write the metrics into models/bundled/manifest.json.
 
 Runs in the runtime's environment (no TensorFlow): decoding is the runtime's own
-(``edgeinfer.detector.open_detector``: letterbox, dequantize, NMS), so the numbers are what users get.
+(``edgeinfer.detect.detector.open_detector``: letterbox, dequantize, NMS), so the numbers are what users get.
 
     .venv/bin/python models/evaluate.py --variant shapes-s
     .venv/bin/python models/evaluate.py --check-testimages   # P/R at conf 0.25, IoU 0.5 on the bundled set
@@ -23,7 +23,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from edgeinfer.detector import open_detector
+from edgeinfer.detect.detector import open_detector
 
 HERE = Path(__file__).resolve().parent
 WORK = Path(os.environ.get("SHAPES_WORK", HERE / "work"))

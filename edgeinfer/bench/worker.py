@@ -1,6 +1,6 @@
 """One benchmark configuration, in a process of its own: ``python -m edgeinfer.bench.worker SPEC_JSON``.
 
-Per repeat, in this order: the real pipeline (a fresh :class:`~edgeinfer.daemon.Daemon`: warm-up, then
+Per repeat, in this order: the real pipeline (a fresh :class:`~edgeinfer.app.daemon.Daemon`: warm-up, then
 the measured period), the **limit** baseline (bare ``backend.run`` on pre-built tensors, back to back)
 and the **naive** baseline (prepare, infer, decode one frame at a time, round-robin over the cameras).
 One detector is loaded once and shared by all three. Protocol lines on stdout start with ``PREFIX``:
@@ -90,8 +90,8 @@ def build_config(spec: RunSpec, data_dir: Path) -> Any:
 
 
 async def _pipeline_once(spec: RunSpec, detector: Any, proc: Any) -> dict[str, Any]:
-    from edgeinfer.daemon import Daemon
-    from edgeinfer.metrics import STAGES, Metrics
+    from edgeinfer.app.daemon import Daemon
+    from edgeinfer.app.metrics import STAGES, Metrics
 
     with tempfile.TemporaryDirectory(prefix="edgeinfer-bench-") as tmp:
         config = build_config(spec, Path(tmp))
@@ -272,7 +272,7 @@ def run_worker(spec: RunSpec) -> dict[str, Any]:
 
     proc = psutil.Process()
     start_mono = _process_start_monotonic()
-    from edgeinfer.detector import open_detector
+    from edgeinfer.detect.detector import open_detector
 
     t0 = time.monotonic()
     detector = open_detector(spec.model, backend=spec.backend, threads=spec.threads)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import cv2
 
-from edgeinfer.detector import open_detector
+from edgeinfer.detect.detector import open_detector
 from edgeinfer.draw import annotate
 from edgeinfer.errors import EdgeInferError, SourceError
 

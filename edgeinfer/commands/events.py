@@ -8,10 +8,10 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from edgeinfer.config import _DURATION_UNITS, _parse_with_units, default_state_dir, load_config
-from edgeinfer.daemon import STORE_FILE
+from edgeinfer.config import default_state_dir, load_config
+from edgeinfer.config.units import parse_duration
 from edgeinfer.errors import EdgeInferError
-from edgeinfer.store import Store
+from edgeinfer.store.sqlite import STORE_FILE, Store
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -31,7 +31,7 @@ def parse_since(text: str) -> int:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         try:
-            age = _parse_with_units(text, _DURATION_UNITS, "duration")
+            age = parse_duration(text)
         except ValueError:
             raise EdgeInferError(
                 f"--since {text!r}: expected an RFC3339 time or an age such as 10m"

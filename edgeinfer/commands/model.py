@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgeinfer.backends.base import TensorInfo
-from edgeinfer.detector import open_detector
+from edgeinfer.detect.backends.base import TensorInfo
+from edgeinfer.detect.detector import open_detector
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -78,7 +78,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _build_engine(args: argparse.Namespace) -> int:
-    from edgeinfer.backends.tensorrt import build_engine
+    from edgeinfer.detect.backends.tensorrt import build_engine
 
     output = args.output or args.onnx.with_suffix(".engine")
     build_engine(args.onnx, output, fp16=args.fp16, int8=args.int8, max_batch=args.max_batch)

@@ -22,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeinfer.daemon import Daemon
+    from edgeinfer.app.daemon import Daemon
 
     config = load_config(args.config, data_dir=args.data_dir)
 

@@ -16,12 +16,12 @@ from typing import Literal
 
 import numpy as np
 
+from edgeinfer.aio import Backoff
 from edgeinfer.config import CameraConfig
 from edgeinfer.errors import SourceError
-from edgeinfer.frames import Frame
-from edgeinfer.sources.backoff import Backoff
 from edgeinfer.sources.base import FrameReader
 from edgeinfer.sources.factory import open_reader
+from edgeinfer.sources.frame import Frame
 from edgeinfer.sources.redact import describe_source, redact_url
 
 logger = logging.getLogger(__name__)

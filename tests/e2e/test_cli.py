@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from edgeinfer.assets import bundled_dir
-from edgeinfer.assets import test_images_dir as bundled_test_images
+from edgeinfer.detect.assets import bundled_dir
+from edgeinfer.detect.assets import test_images_dir as bundled_test_images
 
 from .helpers import REPO, edgeinfer, match
 

@@ -9,9 +9,9 @@ import urllib.request
 
 import pytest
 
+from edgeinfer.app.daemon import Daemon, open_store
 from edgeinfer.config import Config, HTTPConfig
-from edgeinfer.daemon import Daemon, open_store
-from edgeinfer.detector import open_detector
+from edgeinfer.detect.detector import open_detector
 
 
 def synthetic_config(tmp_path, cameras, **batching):

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edgeinfer.store import EventRow
+from edgeinfer.store.sqlite import EventRow
 
 
 class Subscriber:

@@ -20,8 +20,8 @@ import pytest
 from mqtt_helpers import Subscriber
 
 from edgeinfer.lineprotocol import parse_line
-from edgeinfer.outputs.influx import SINK
-from edgeinfer.store import Store
+from edgeinfer.sinks.influx import SINK
+from edgeinfer.store.sqlite import Store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]

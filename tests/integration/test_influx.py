@@ -19,8 +19,8 @@ from pydantic import SecretStr
 
 from edgeinfer.config import InfluxDBConfig
 from edgeinfer.lineprotocol import LineProtocolError, parse_line
-from edgeinfer.outputs.influx import SINK, InfluxForwarder
-from edgeinfer.store import AsyncStore, Store
+from edgeinfer.sinks.influx import SINK, InfluxForwarder
+from edgeinfer.store.sqlite import AsyncStore, Store
 
 pytestmark = pytest.mark.integration
 

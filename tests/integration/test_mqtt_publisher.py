@@ -16,8 +16,8 @@ from mqtt_helpers import Subscriber, event_row
 from prometheus_client import CollectorRegistry
 
 from edgeinfer.config import MQTTConfig
-from edgeinfer.outputs.mqtt_publisher import SINK, MQTTPublisher
-from edgeinfer.store import AsyncStore, Store
+from edgeinfer.sinks.mqtt_publisher import SINK, MQTTPublisher
+from edgeinfer.store.sqlite import AsyncStore, Store
 
 pytestmark = pytest.mark.integration
 
@@ -163,8 +163,8 @@ import asyncio
 from pathlib import Path
 from prometheus_client import CollectorRegistry
 from edgeinfer.config import MQTTConfig
-from edgeinfer.outputs.mqtt_publisher import MQTTPublisher
-from edgeinfer.store import AsyncStore, Store
+from edgeinfer.sinks.mqtt_publisher import MQTTPublisher
+from edgeinfer.store.sqlite import AsyncStore, Store
 cfg = MQTTConfig(host="127.0.0.1", port={broker.port}, topic_prefix="{prefix}")
 store = AsyncStore(Store(Path("{tmp_path / "store.db"}")))
 asyncio.run(MQTTPublisher(cfg, "{DEVICE}", store, CollectorRegistry(), dict).run(asyncio.Event()))

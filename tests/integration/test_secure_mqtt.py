@@ -17,12 +17,12 @@ from mqtt_helpers import Subscriber, event_row
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
+from edgeinfer.app.outputs import build_outputs
+from edgeinfer.commands.watch import add_parser
 from edgeinfer.config import Config, InfluxDBConfig, MQTTConfig, TLSConfig, dump_yaml
-from edgeinfer.outputs import build_outputs
-from edgeinfer.outputs.influx import InfluxForwarder
-from edgeinfer.outputs.mqtt_publisher import SINK, MQTTPublisher
-from edgeinfer.outputs.watch import add_parser
-from edgeinfer.store import AsyncStore, Store
+from edgeinfer.sinks.influx import InfluxForwarder
+from edgeinfer.sinks.mqtt_publisher import SINK, MQTTPublisher
+from edgeinfer.store.sqlite import AsyncStore, Store
 
 pytestmark = pytest.mark.integration
 TOKEN = "tok-ZX81-secret-value"

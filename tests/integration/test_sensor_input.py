@@ -22,9 +22,10 @@ from prometheus_client import CollectorRegistry
 
 from edgeinfer.config import MQTTConfig, SensorSubscription, TriggerCondition, TriggerConfig
 from edgeinfer.lineprotocol import parse_line
-from edgeinfer.outputs.sensor_parse import Rejected, TopicTemplate, parse_payload
-from edgeinfer.outputs.sensors import SensorContext, SensorInput, Triggers
-from edgeinfer.store import AsyncStore, Store
+from edgeinfer.mqtt.topics import TopicTemplate
+from edgeinfer.sensors.input import SensorContext, SensorInput, Triggers
+from edgeinfer.sensors.parse import Rejected, parse_payload
+from edgeinfer.store.sqlite import AsyncStore, Store
 
 pytestmark = pytest.mark.integration
 
@@ -263,8 +264,8 @@ import asyncio, sys
 from pathlib import Path
 from prometheus_client import CollectorRegistry
 from edgeinfer.config import MQTTConfig
-from edgeinfer.outputs.sensors import SensorContext, SensorInput
-from edgeinfer.store import AsyncStore, Store
+from edgeinfer.sensors.input import SensorContext, SensorInput
+from edgeinfer.store.sqlite import AsyncStore, Store
 cfg = MQTTConfig.model_validate_json(sys.argv[1])
 store = AsyncStore(Store(Path(sys.argv[2])))
 asyncio.run(SensorInput(cfg, "box", store, CollectorRegistry(), SensorContext()).run(asyncio.Event()))

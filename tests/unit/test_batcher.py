@@ -7,8 +7,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from edgeinfer.batcher import Batcher, BatchPolicy
-from edgeinfer.frames import Frame
+from edgeinfer.pipeline.batcher import Batcher, BatchPolicy
+from edgeinfer.sources.frame import Frame
 
 IMAGE = np.zeros((2, 2, 3), np.uint8)
 

@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 
 from edgeinfer.config import CameraConfig, MinIntervalPolicy
-from edgeinfer.detections import Detections
-from edgeinfer.events import CameraFilter, EventPolicy, build_outcome, points_in_polygon, rfc3339_ms
-from edgeinfer.frames import Frame
+from edgeinfer.detect.detections import Detections
+from edgeinfer.pipeline.outcomes import (
+    CameraFilter,
+    EventPolicy,
+    build_outcome,
+    points_in_polygon,
+    rfc3339_ms,
+)
+from edgeinfer.sources.frame import Frame
 
 LABELS = ["circle", "square", "triangle"]
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from edgeinfer.aio import Backoff
 from edgeinfer.config import MQTTConfig, TLSConfig
 from edgeinfer.errors import SinkError
-from edgeinfer.outputs.mqtt_client import ConnectionLost, MQTTClient, backoff_delays
+from edgeinfer.mqtt.client import ConnectionLost, MQTTClient
 
 
 def _closed_port() -> int:
@@ -43,8 +44,17 @@ def test_publish_while_disconnected_raises_connection_lost() -> None:
         client.publish("a/b", "x", qos=1)
 
 
-def test_backoff_grows_to_the_cap_with_jitter() -> None:
-    delays = backoff_delays(0.5, 4.0)
-    first = [next(delays) for _ in range(8)]
+def test_backoff_grows_to_the_cap_with_full_jitter() -> None:
+    # Full jitter (AWS architecture blog): each delay is uniform in [0, cap], the cap doubling up to max_s.
     caps = [0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0, 4.0]
-    assert all(cap / 2 <= d <= cap for d, cap in zip(first, caps, strict=True))
+    fixed = Backoff(0.5, 4.0, jitter=lambda: 0.25)
+    assert [fixed.next_delay() for _ in range(8)] == [cap * 0.25 for cap in caps]
+    real = Backoff(0.5, 4.0)
+    delays = []
+    for cap in caps * 50:
+        if real.attempt >= len(caps):
+            real.reset()
+        assert real.cap() == caps[real.attempt]
+        delays.append(real.next_delay())
+        assert 0.0 <= delays[-1] <= cap
+    assert min(delays) < 0.25  # below half the first cap: really full jitter, not "equal jitter"

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgeinfer.preprocess import (
+from edgeinfer.detect.preprocess import (
     PAD_VALUE,
     InputWriter,
     Letterbox,

@@ -9,8 +9,9 @@ import pytest
 
 from edgeinfer.config import SensorSubscription, TriggerCondition, TriggerConfig
 from edgeinfer.lineprotocol import parse_line
-from edgeinfer.outputs.sensor_parse import REASONS, Rejected, TopicTemplate, parse_payload
-from edgeinfer.outputs.sensors import SensorContext, Triggers
+from edgeinfer.mqtt.topics import TopicTemplate
+from edgeinfer.sensors.input import SensorContext, Triggers
+from edgeinfer.sensors.parse import REASONS, Rejected, parse_payload
 
 NOW = 1_790_000_000_000_000_000
 

@@ -13,10 +13,10 @@ import cv2
 import numpy as np
 import pytest
 
+from edgeinfer.aio import Backoff
 from edgeinfer.config import CameraConfig, SyntheticSourceConfig
 from edgeinfer.errors import SourceError
 from edgeinfer.sources import FrameReader, SourceKind, describe_source, open_reader, redact_url, source_kind
-from edgeinfer.sources.backoff import Backoff
 from edgeinfer.sources.images import ImageFolderReader
 from edgeinfer.sources.opencv import OpenCVReader, has_gstreamer
 from edgeinfer.sources.synthetic import SyntheticReader

@@ -19,9 +19,9 @@ import pytest
 
 from edgeinfer.config import CameraConfig, SyntheticSourceConfig
 from edgeinfer.errors import SourceError
-from edgeinfer.frames import Frame
 from edgeinfer.sources import Capture
 from edgeinfer.sources.capture import LIVE_TOLERANCE
+from edgeinfer.sources.frame import Frame
 
 WAIT_S = 10.0  # generous: the machine is shared and noisy
 SYNTH = SyntheticSourceConfig(type="synthetic", width=320, height=240, objects=2)

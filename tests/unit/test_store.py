@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from edgeinfer.store import EventRow, Store
+from edgeinfer.store.sqlite import EventRow, Store
 
 
 @pytest.fixture

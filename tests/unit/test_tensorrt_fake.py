@@ -14,7 +14,7 @@ from enum import Enum
 import numpy as np
 import pytest
 
-from edgeinfer.backends.tensorrt import TensorRTBackend
+from edgeinfer.detect.backends.tensorrt import TensorRTBackend
 
 IN_SHAPE = (-1, 3, 8, 8)
 OUT_SHAPE = (-1, 7, 5)

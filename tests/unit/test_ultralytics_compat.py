@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeinfer.detections import Detections
-from edgeinfer.detector import open_detector
-from edgeinfer.preprocess import Letterbox
+from edgeinfer.detect.detections import Detections
+from edgeinfer.detect.detector import open_detector
+from edgeinfer.detect.preprocess import Letterbox
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ultralytics"
 REPO = Path(__file__).resolve().parents[2]

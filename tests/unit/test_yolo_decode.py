@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from edgeinfer.detect.preprocess import Letterbox
+from edgeinfer.detect.yolo import OutputQuant, YoloDecoder, anchor_count, nms, recognise_layout
 from edgeinfer.errors import ModelError
-from edgeinfer.preprocess import Letterbox
-from edgeinfer.yolo import OutputQuant, YoloDecoder, anchor_count, nms, recognise_layout
 
 IN = 320
 N = anchor_count(IN, IN)  # 2100

@@ -1,0 +1,253 @@
+"""The configuration schema: the user-facing contract.
+
+Every model forbids unknown keys so a typo fails loudly; ``*_file`` secrets are read on validation.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from edgeinfer.config.units import ByteSize, Duration
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- cameras
+
+
+class SyntheticSourceConfig(Strict):
+    """Moving shapes rendered per frame, with known ground truth (tests, benchmarks)."""
+
+    type: Literal["synthetic"]
+    seed: int = Field(1, description="Scene seed; the same seed gives the same frames.")
+    width: int = Field(640, ge=192, le=7680, description="Shapes are 40-120 px, so at least 192.")
+    height: int = Field(480, ge=192, le=4320)
+    objects: int = Field(4, ge=0, le=64, description="Number of moving shapes.")
+    prerender: int = Field(0, ge=0, description="Render this many frames once and loop them (benchmarks).")
+
+
+class MinIntervalPolicy(Strict):
+    min_interval_s: float = Field(gt=0, description="At most one event per this many seconds.")
+
+
+EventPolicy = Literal["every_frame", "on_change"] | MinIntervalPolicy
+Point = tuple[float, float]
+CAMERA_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class CameraConfig(Strict):
+    name: str = Field(pattern=CAMERA_NAME, description="Used in MQTT topics and series tags.")
+    source: int | str | SyntheticSourceConfig = Field(
+        description="Device index, /dev/videoN, rtsp:// or http:// URL, video file, image folder, "
+        "GStreamer pipeline (contains '!'), or {type: synthetic}."
+    )
+    fps: float | None = Field(None, gt=0, description="Target capture rate; default: as fast as the source.")
+    width: int | None = Field(None, gt=0, description="Resolution to request from the device.")
+    height: int | None = Field(None, gt=0)
+    loop: bool = Field(True, description="Loop video files and image folders at their end.")
+    priority: float = Field(1.0, gt=0, description="Weight under overload; higher goes first, none starves.")
+    classes: list[str] | None = Field(None, description="Allow-list of labels; default: all.")
+    min_score: dict[str, float] = Field(default_factory=dict, description="Per-label score thresholds.")
+    zones: list[list[Point]] = Field(
+        default_factory=list,
+        description="Polygons in frame pixels; a box counts if its bottom-centre is inside.",
+    )
+    events: EventPolicy = "on_change"
+    context: list[str] = Field(default_factory=list, description="Sensor series attached to events.")
+
+    @field_validator("zones")
+    @classmethod
+    def _polygons(cls, zones: list[list[Point]]) -> list[list[Point]]:
+        for zone in zones:
+            if len(zone) < 3:
+                raise ValueError(f"a zone needs at least 3 points, got {len(zone)}")
+        return zones
+
+
+# --------------------------------------------------------------------------- detector, batching
+
+
+class DetectorConfig(Strict):
+    backend: Literal["auto", "litert", "tflite", "onnxruntime", "tensorrt"] = "auto"
+    model: str = Field(
+        "bundled", description="'bundled', a bundled model name, or a .tflite/.onnx/.engine path"
+    )
+    sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$", description="Refuse a model that differs.")
+    labels: Path | None = Field(None, description="Text file (one name per line) or YAML with names:")
+    threads: int = Field(2, ge=1, le=64)
+    conf: float = Field(0.25, gt=0, lt=1)
+    iou: float = Field(0.45, gt=0, le=1)
+    max_det: int = Field(300, ge=1, le=10000)
+    input_layout: Literal["auto", "NHWC", "NCHW"] = "auto"
+    channels: Literal["auto", "RGB", "BGR"] = "auto"
+    layout: Literal["auto", "yolov8", "yolov8t", "yolov5", "end2end"] = Field(
+        "auto", description="Output layout; auto recognises it from the tensor shape."
+    )
+    boxes: Literal["auto", "normalized", "pixels"] = Field(
+        "auto", description="Box units in the output; auto: normalized for TFLite, pixels otherwise."
+    )
+
+
+class BatchingConfig(Strict):
+    max_batch_size: int = Field(4, ge=1, le=64, description="1 disables batching.")
+    max_delay_ms: float = Field(10.0, ge=0, description="Longest a batch waits after its first frame.")
+    max_staleness_ms: float = Field(500.0, gt=0, description="Frames older than this are dropped.")
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _read_secret_file(path: Path, key: str) -> SecretStr:
+    try:
+        return SecretStr(path.read_text(encoding="utf-8").strip())
+    except OSError as exc:
+        raise ValueError(f"{key}: cannot read {path}: {exc.strerror}") from None
+
+
+class TLSConfig(Strict):
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = Field(False, description="Skip hostname verification. Never in production.")
+
+
+class SensorSubscription(Strict):
+    topic: str = Field(description="Topic template: sensors/{site}/{sensor}; '+' and '#' also accepted.")
+    measurement: str = Field("sensors", pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+    format: Literal["json", "value", "line"] = "json"
+    tags: list[str] = Field(default_factory=list, description="JSON keys that become tags.")
+    timestamp_key: str | None = Field(None, description="JSON key holding the reading time.")
+    qos: Literal[0, 1, 2] = 1
+
+    @field_validator("topic")
+    @classmethod
+    def _template(cls, topic: str) -> str:
+        from edgeinfer.mqtt.topics import TopicTemplate
+
+        TopicTemplate(topic)  # raises ValueError naming the bad level
+        return topic
+
+
+class MQTTConfig(Strict):
+    host: str = "localhost"
+    port: int = Field(1883, ge=1, le=65535)
+    client_id: str | None = Field(None, description="Default: edgeinfer-{device}.")
+    keepalive: int = Field(30, ge=5, le=3600)
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    tls: TLSConfig | None = None
+    qos: Literal[0, 1, 2] = 1
+    topic_prefix: str = Field("edgeinfer", pattern=r"^[^#+]+$")
+    stats_interval_s: float = Field(10.0, gt=0)
+    session_expiry_s: int = Field(86400, ge=0, description="MQTT 5 session expiry for the sensor session.")
+    max_payload_bytes: int = Field(65536, ge=16)
+    sensors: list[SensorSubscription] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _password_from_file(self) -> MQTTConfig:
+        if self.password is None and self.password_file is not None:
+            object.__setattr__(self, "password", _read_secret_file(self.password_file, "password_file"))
+        return self
+
+
+class TriggerCondition(Strict):
+    series: str
+    above: float | None = None
+    below: float | None = None
+    equals: float | None = None
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> TriggerCondition:
+        if (self.above, self.below, self.equals) == (None, None, None):
+            raise ValueError("expected one of above, below or equals")
+        return self
+
+
+class TriggerConfig(Strict):
+    when: TriggerCondition
+    camera: str
+    fps: float = Field(gt=0)
+    for_s: float = Field(10.0, gt=0)
+
+
+class InfluxDBConfig(Strict):
+    url: str = Field(pattern=r"^https?://")
+    org: str = ""
+    bucket: str
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    batch_size: int = Field(500, ge=1, le=50000)
+    flush_interval_s: float = Field(1.0, gt=0)
+    timeout_s: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _token_from_file(self) -> InfluxDBConfig:
+        if self.token is None and self.token_file is not None:
+            object.__setattr__(self, "token", _read_secret_file(self.token_file, "token_file"))
+        return self
+
+
+class StorageConfig(Strict):
+    max_bytes: ByteSize = Field(512 * 2**20, ge=2**20)
+    retention: Duration = Field(7 * 86400.0, gt=0)
+
+
+class HTTPConfig(Strict):
+    enabled: bool = True
+    listen: str = Field("127.0.0.1:9108", pattern=r"^[^:]*:[0-9]+$")
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "edgeinfer"
+
+
+def _default_cameras() -> list[CameraConfig]:
+    from edgeinfer.detect.assets import demo_clip
+
+    return [CameraConfig(name="demo", source=str(demo_clip()), fps=10, events="every_frame")]
+
+
+class Config(Strict):
+    device: str = Field(default_factory=socket.gethostname, pattern=r"^[^/#+]+$")
+    data_dir: Path = Field(default_factory=default_state_dir)
+    cameras: list[CameraConfig] = Field(default_factory=_default_cameras, min_length=1)
+    detector: DetectorConfig = DetectorConfig()
+    batching: BatchingConfig = BatchingConfig()
+    mqtt: MQTTConfig | None = None
+    triggers: list[TriggerConfig] = Field(default_factory=list)
+    influxdb: InfluxDBConfig | None = None
+    storage: StorageConfig = StorageConfig()
+    http: HTTPConfig = HTTPConfig()
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Config:
+        names = [c.name for c in self.cameras]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"camera names must be unique, repeated: {', '.join(duplicates)}")
+        for trigger in self.triggers:
+            if trigger.camera not in names:
+                raise ValueError(f"trigger camera {trigger.camera!r} is not one of {names}")
+        return self
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective config as plain data, secrets replaced by '********'."""
+        return _redact(self.model_dump(mode="json"))
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: ("********" if k in {"password", "token"} and v else _redact(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v) for v in value]
+    return value

@@ -1,0 +1,1 @@
+"""The MQTT transport (paho-mqtt 2 wrapped for asyncio) and topic templates."""

@@ -1,0 +1,1 @@
+"""The data plane: batching, the prepare/infer/finish stages and outcome building."""

@@ -1,0 +1,280 @@
+"""Sensor input: durable MQTT subscriptions -> points in the local store, sensor context and triggers.
+
+The subscription uses a persistent session (client id ``{client_id}-sensors``, ``clean_session=False``,
+or for MQTT 5 ``clean_start=False`` with ``session_expiry_s``) and paho's ``manual_ack``: a message is
+acknowledged only after the points it gave are committed to the store, so readings published while the
+daemon is down are delivered when it returns (within the broker's queue limit) and a crash before the
+commit means a redelivery, not a loss. Rejected payloads are acknowledged too (in arrival order, after
+the same commit): resending them would not make them valid.
+
+Each rejected message is counted in ``edgeinfer_sensor_messages_dropped_total{subscription,reason}`` and
+logged at most once per ``log_interval_s`` per subscription (topic and reason; the payload never). A
+message that matches no configured subscription (e.g. left in the persistent session by an older config)
+is counted under ``subscription="(none)"``, reason ``unknown_topic``. See :mod:`sensor_parse` for the
+formats and the series keys used by :class:`SensorContext` and triggers. A topic that matches several
+subscriptions is handled by the first one in the config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter
+
+from edgeinfer.aio import Backoff, wait_any
+from edgeinfer.config import MQTTConfig, SensorSubscription, TriggerConfig
+from edgeinfer.errors import ConfigError, StoreError
+from edgeinfer.lineprotocol import FieldValue
+from edgeinfer.mqtt.client import Message, MQTTClient
+from edgeinfer.mqtt.topics import TopicTemplate
+from edgeinfer.sensors.parse import Parsed, Rejected, parse_payload
+from edgeinfer.store.sqlite import AsyncStore
+
+logger = logging.getLogger(__name__)
+
+UNMATCHED = "(none)"
+MAX_BATCH = 500
+
+
+class SensorContext:
+    """The latest value of each sensor series (see sensor_parse for the series keys). Event-loop only."""
+
+    def __init__(self) -> None:
+        self._latest: dict[str, tuple[FieldValue, int]] = {}
+
+    def update(self, values: Mapping[str, FieldValue], ts_ns: int) -> None:
+        for series, value in values.items():
+            self._latest[series] = (value, ts_ns)
+
+    def latest(self, series: str) -> FieldValue | None:
+        entry = self._latest.get(series)
+        return None if entry is None else entry[0]
+
+    def snapshot(self, series: Iterable[str]) -> dict[str, FieldValue]:
+        """The ``"context"`` of an event: the named series that have a value."""
+        return {s: self._latest[s][0] for s in series if s in self._latest}
+
+
+class Triggers:
+    """Calls ``on_trigger(camera, fps, for_s)`` for every reading that satisfies a rule's condition.
+
+    A rule holds while the reading is above ``above``, below ``below`` and equal to ``equals`` (those set);
+    booleans count as 1 and 0. Every matching reading calls back again, so the receiver extends the window.
+    """
+
+    def __init__(self, rules: list[TriggerConfig], on_trigger: Callable[[str, float, float], None]) -> None:
+        self.rules = rules
+        self.on_trigger = on_trigger
+
+    @staticmethod
+    def holds(rule: TriggerConfig, value: FieldValue) -> bool:
+        if isinstance(value, str):
+            return False
+        number = float(value)
+        when = rule.when
+        return (
+            (when.above is None or number > when.above)
+            and (when.below is None or number < when.below)
+            and (when.equals is None or number == when.equals)
+        )
+
+    def check(self, values: Mapping[str, FieldValue]) -> None:
+        for rule in self.rules:
+            value = values.get(rule.when.series)
+            if value is not None and self.holds(rule, value):
+                try:
+                    self.on_trigger(rule.camera, rule.fps, rule.for_s)
+                except Exception:
+                    logger.exception("trigger callback for camera %s failed", rule.camera)
+
+
+class _LogLimiter:
+    """At most one log line per key per interval; counts what it held back."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def allow(self, key: str) -> int | None:
+        """None: stay quiet. Otherwise the number of lines held back since the last one."""
+        now = time.monotonic()
+        if key in self._last and now - self._last[key] < self.interval_s:
+            self._held[key] = self._held.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        return self._held.pop(key, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    sub: SensorSubscription
+    template: TopicTemplate
+    label: str
+
+
+class SensorInput:
+    """The ``mqtt-sensors`` component."""
+
+    name = "mqtt-sensors"
+
+    def __init__(
+        self,
+        cfg: MQTTConfig,
+        device: str,
+        store: AsyncStore,
+        registry: CollectorRegistry,
+        context: SensorContext,
+        triggers: Triggers | None = None,
+        *,
+        log_interval_s: float = 60.0,
+        backoff: tuple[float, float] = (0.5, 30.0),
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.context = context
+        self.triggers = triggers
+        self.routes: list[_Route] = []
+        for sub in cfg.sensors:
+            try:
+                self.routes.append(_Route(sub, TopicTemplate(sub.topic), sub.topic))
+            except ValueError as exc:
+                raise ConfigError(f"mqtt.sensors: {exc}") from None
+        self.client = MQTTClient(
+            cfg,
+            client_id=f"{cfg.client_id or f'edgeinfer-{device}'}-sensors",
+            persistent=True,
+            manual_ack=True,
+            on_connect=self._on_connect,
+            on_message=self._on_message,
+            receive_maximum=MAX_BATCH,
+            backoff=backoff,
+        )
+        self._queue: asyncio.Queue[Message] = asyncio.Queue()
+        self._log = _LogLimiter(log_interval_s)
+        self._subscribe_task: asyncio.Task[None] | None = None
+        self.accepted = Counter(
+            "edgeinfer_sensor_messages_accepted",
+            "Sensor messages stored, per subscription.",
+            ["subscription"],
+            registry=registry,
+        )
+        self.points = Counter(
+            "edgeinfer_sensor_points",
+            "Points stored from sensor messages.",
+            ["subscription"],
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "edgeinfer_sensor_messages_dropped",
+            "Sensor messages dropped as invalid, per subscription and reason.",
+            ["subscription", "reason"],
+            registry=registry,
+        )
+
+    # ----------------------------------------------------------------- MQTT side
+
+    def _on_connect(self) -> None:
+        self._subscribe_task = asyncio.create_task(self._subscribe())
+
+    async def _subscribe(self) -> None:
+        topics = [(route.template.filter, route.sub.qos) for route in self.routes]
+        if not topics:
+            return
+        try:
+            reasons = await self.client.subscribe(topics)
+        except Exception as exc:  # the connection dropped: the next connect subscribes again
+            logger.warning("MQTT sensors: subscribe failed: %s", exc)
+            return
+        for (topic, _), reason in zip(topics, reasons, strict=False):
+            if reason.is_failure:
+                logger.error("MQTT sensors: the broker refused the subscription %s: %s", topic, reason)
+
+    def _on_message(self, message: Message) -> None:
+        self._queue.put_nowait(message)
+
+    # ----------------------------------------------------------------- processing
+
+    async def run(self, stop: asyncio.Event) -> None:
+        client_stop = asyncio.Event()
+        connection = asyncio.create_task(self.client.run(client_stop), name="mqtt-sensors-connection")
+        try:
+            while not stop.is_set():
+                first = await self._next(stop)
+                if first is not None:
+                    await self._process([first, *self._take_batch()], stop)
+            while not self._queue.empty():  # received before stop: commit and ack them
+                await self._process(self._take_batch(), stop)
+        finally:
+            client_stop.set()
+            await connection
+
+    async def _next(self, stop: asyncio.Event) -> Message | None:
+        getter = asyncio.ensure_future(self._queue.get())
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([getter, stopper], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if getter.done():
+            return getter.result()
+        getter.cancel()
+        return None
+
+    def _take_batch(self) -> list[Message]:
+        batch = []
+        while not self._queue.empty() and len(batch) < MAX_BATCH - 1:
+            batch.append(self._queue.get_nowait())
+        return batch
+
+    def parse(self, message: Message) -> tuple[str, Parsed | None]:
+        """(subscription label, points) or (label, None) when the message was dropped (and counted)."""
+        route = next((r for r in self.routes if r.template.match(message.topic) is not None), None)
+        label = route.label if route is not None else UNMATCHED
+        try:
+            if route is None:
+                raise Rejected("unknown_topic", "no subscription matches the topic")
+            return label, parse_payload(
+                route.sub, route.template, message.topic, message.payload, now_ns=message.received_ns,
+                max_bytes=self.cfg.max_payload_bytes,
+            )  # fmt: skip
+        except Rejected as exc:
+            self.dropped.labels(label, exc.reason).inc()
+            held = self._log.allow(label)
+            if held is not None:
+                logger.warning(
+                    "MQTT sensors: dropped a message on %r (subscription %s): %s: %s "
+                    "(%d more dropped since the last report)",
+                    message.topic[:200], label, exc.reason, exc.detail[:200], held,
+                )  # fmt: skip
+            return label, None
+
+    async def _process(self, batch: list[Message], stop: asyncio.Event) -> None:
+        results = [self.parse(message) for message in batch]
+        lines = [line for _, parsed in results if parsed is not None for line in parsed.lines]
+        backoff = Backoff(0.5, 10.0)
+        while lines:
+            try:
+                await self.store.run(self.store.store.append, points=lines)
+                break
+            except (StoreError, sqlite3.Error) as exc:  # the store should raise StoreError only
+                if stop.is_set():
+                    return  # not acked: the broker redelivers them next time
+                logger.error("MQTT sensors: cannot store %d readings (%s); retrying", len(lines), exc)
+                await wait_any(stop, within=backoff.next_delay())
+        for message in batch:
+            try:
+                message.ack()
+            except Exception as exc:  # that connection is gone; the broker redelivers on the next one
+                logger.debug("MQTT sensors: ack of message %d failed: %s", message.mid, exc)
+        for (label, parsed), _message in zip(results, batch, strict=True):
+            if parsed is None:
+                continue
+            self.accepted.labels(label).inc()
+            self.points.labels(label).inc(len(parsed.lines))
+            self.context.update(parsed.values, max(ts for ts, _ in parsed.lines))
+            if self.triggers is not None:
+                self.triggers.check(parsed.values)

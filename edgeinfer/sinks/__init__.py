@@ -1,0 +1,1 @@
+"""Sinks drain the local store to the far side: MQTT and InfluxDB."""

@@ -1,0 +1,218 @@
+"""Drains the store's ``events`` stream to MQTT: at-least-once, oldest first, per-camera order kept.
+
+Topics (``{prefix}`` defaults to ``edgeinfer``):
+
+- ``{prefix}/{device}/{camera}/detections``: the event JSON, configured QoS (default 1), not retained;
+- ``{prefix}/{device}/status``: ``online`` (retained, QoS 1) after each connect, ``offline`` as the
+  retained last will and on clean shutdown;
+- ``{prefix}/{device}/stats``: every ``stats_interval_s``, the daemon's stats plus ``store_backlog``,
+  QoS 0, not retained (stats are not stored while the broker is away).
+
+Events go out in store order over one connection with a bounded window of unacknowledged messages. The
+store cursor moves to the highest id below which every message was acknowledged (PUBACK). When the
+connection drops, everything after the cursor is resent in order on the next connection, so a subscriber
+sees every event at least once and, per camera, in order (a resend can repeat events it already saw).
+A message the broker refuses for good (MQTT 5 reason code such as "payload format invalid") moves to
+the dead-letter table instead of blocking the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from edgeinfer.aio import wait_any
+from edgeinfer.config import MQTTConfig
+from edgeinfer.mqtt.client import ConnectionLost, MQTTClient, PublishRejected, Will
+from edgeinfer.store.sqlite import AsyncStore, OutboxRow
+
+logger = logging.getLogger(__name__)
+
+SINK = "mqtt"
+IDLE_POLL_S = 0.1
+
+
+def rfc3339_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class MQTTPublisher:
+    """The ``mqtt`` component: events, status and stats out to the broker."""
+
+    name = "mqtt-publisher"
+
+    def __init__(
+        self,
+        cfg: MQTTConfig,
+        device: str,
+        store: AsyncStore,
+        registry: CollectorRegistry,
+        stats: Callable[[], dict[str, Any]],
+        *,
+        backlog_sinks: tuple[tuple[str, str], ...] = ((SINK, "events"),),
+        window: int = 100,
+        backoff: tuple[float, float] = (0.5, 30.0),
+    ) -> None:
+        self.cfg = cfg
+        self.device = device
+        self.store = store
+        self.stats = stats
+        self.backlog_sinks = backlog_sinks
+        self.window = window
+        self.base = f"{cfg.topic_prefix}/{device}"
+        self.status_topic = f"{self.base}/status"
+        self._wake = asyncio.Event()
+        self.client = MQTTClient(
+            cfg,
+            client_id=cfg.client_id or f"edgeinfer-{device}",
+            will=Will(self.status_topic, "offline", qos=1, retain=True),
+            max_inflight=window,
+            backoff=backoff,
+        )
+        self._published = Counter(
+            "edgeinfer_mqtt_events_published", "Events acknowledged by the broker.", registry=registry
+        )
+        self._dead = Counter(
+            "edgeinfer_mqtt_events_dead_lettered", "Events the broker refused for good.", registry=registry
+        )
+        self._connected = Gauge(
+            "edgeinfer_mqtt_connected", "1 while connected to the broker.", registry=registry
+        )
+
+    def wake(self) -> None:
+        """Optional: tell the publisher new events were stored (it also polls every 0.1 s)."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.store.run(self.store.store.register_sink, SINK, "events")
+        client_stop = asyncio.Event()
+        connection = asyncio.create_task(self.client.run(client_stop), name="mqtt-publisher-connection")
+        stats = asyncio.create_task(self._stats_loop(stop), name="mqtt-publisher-stats")
+        try:
+            while not stop.is_set():
+                if not await wait_any(self.client.connected, stop):
+                    continue
+                if stop.is_set():
+                    break
+                self._connected.set(1)
+                await self._session(stop)
+                self._connected.set(0)
+                if self.client.connected.is_set():  # a transient refusal (e.g. quota): resend after a pause
+                    await wait_any(stop, self.client.lost, within=1.0)
+        finally:
+            stats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stats
+            await self._say_offline()
+            client_stop.set()
+            await connection
+            self._connected.set(0)
+
+    # ----------------------------------------------------------------- one connection
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        """Publish from the cursor until the connection drops or stop is set (then drain the window)."""
+        status = self._publish_quietly(self.status_topic, "online", qos=1, retain=True)
+        cursor = await self.store.run(self.store.store.cursor, SINK, "events")
+        after = cursor
+        inflight: dict[int, tuple[OutboxRow, asyncio.Future[None]]] = {}
+        deadline: float | None = None
+        while True:
+            if stop.is_set() and deadline is None:
+                deadline = time.monotonic() + 1.0  # flush what is in flight, then return
+            room = self.window - len(inflight)
+            if room > 0 and deadline is None:
+                rows = await self.store.run(self.store.store.pending, SINK, "events", room, after)
+                try:
+                    for row in rows:
+                        topic = f"{self.base}/{row.camera}/detections"
+                        inflight[row.id] = (row, self.client.publish(topic, row.body, self.cfg.qos))
+                        after = row.id
+                except ConnectionLost:
+                    return
+            if not inflight:
+                if deadline is not None or not self.client.connected.is_set():
+                    break
+                self._wake.clear()
+                await wait_any(self._wake, stop, self.client.lost, within=IDLE_POLL_S)
+                continue
+            timeout = IDLE_POLL_S if deadline is None else max(0.0, deadline - time.monotonic())
+            await asyncio.wait(
+                [f for _, f in inflight.values()], timeout=timeout, return_when="FIRST_COMPLETED"
+            )
+            cursor, lost = await self._settle(inflight, cursor)
+            if lost or (deadline is not None and time.monotonic() >= deadline):
+                break
+        if status is not None and not status.done():
+            status.cancel()
+
+    async def _settle(
+        self, inflight: dict[int, tuple[OutboxRow, asyncio.Future[None]]], cursor: int
+    ) -> tuple[int, bool]:
+        """Pop the acknowledged prefix of the window, move the cursor. Returns (cursor, connection lost)."""
+        done_upto, dead, lost, delivered = cursor, [], False, 0
+        for row_id, (row, future) in list(inflight.items()):
+            if not future.done():
+                break
+            exc = future.exception()
+            if isinstance(exc, PublishRejected):
+                dead.append((row, str(exc)))
+            elif exc is not None:
+                lost = True
+                break
+            else:
+                delivered += 1
+            del inflight[row_id]
+            done_upto = row_id
+        for row, error in dead:
+            logger.error("MQTT broker refused event %d for good: %s; moved to dead letters", row.id, error)
+            await self.store.run(self.store.store.dead_letter, SINK, "events", [row], error)
+            self._dead.inc()
+        if done_upto > cursor:
+            await self.store.run(self.store.store.ack, SINK, "events", done_upto)
+            self._published.inc(delivered)
+        return done_upto, lost
+
+    # ----------------------------------------------------------------- status and stats
+
+    def _publish_quietly(
+        self, topic: str, payload: str, *, qos: int, retain: bool
+    ) -> asyncio.Future[None] | None:
+        try:
+            future = self.client.publish(topic, payload, qos, retain)
+        except ConnectionLost:
+            return None
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return future
+
+    async def _say_offline(self) -> None:
+        future = self._publish_quietly(self.status_topic, "offline", qos=1, retain=True)
+        if future is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(future, 0.75)
+
+    async def _stats_loop(self, stop: asyncio.Event) -> None:
+        while not await wait_any(stop, within=self.cfg.stats_interval_s):
+            if not self.client.connected.is_set():
+                continue
+            try:
+                payload = await self.stats_payload()
+            except Exception:
+                logger.exception("MQTT stats: building the stats payload failed; skipped")
+                continue
+            self._publish_quietly(f"{self.base}/stats", payload, qos=0, retain=False)
+
+    async def stats_payload(self) -> str:
+        backlog = {}
+        for sink, stream in self.backlog_sinks:
+            backlog[sink] = await self.store.run(self.store.store.backlog, sink, stream)
+        body = {**self.stats(), "device": self.device, "ts": rfc3339_now(), "store_backlog": backlog}
+        return json.dumps(body, default=str, allow_nan=False)
