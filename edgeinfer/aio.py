@@ -38,6 +38,11 @@ async def wait_any(*events: asyncio.Event, within: float | None = None) -> bool:
     """Wait until one of the events is set (True) or the timeout passes (False)."""
     if any(e.is_set() for e in events):
         return True
+    if not events:
+        if within is None:
+            raise ValueError("wait_any() without events needs a timeout")
+        await asyncio.sleep(within)
+        return False
     tasks = [asyncio.ensure_future(e.wait()) for e in events]
     try:
         done, _ = await asyncio.wait(tasks, timeout=within, return_when=asyncio.FIRST_COMPLETED)

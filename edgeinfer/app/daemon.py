@@ -1,8 +1,13 @@
 """Assembly and lifecycle of ``edgeinfer run``: build every component once, run them, shut down in order.
 
-Shutdown path (first SIGINT/SIGTERM, --duration, --max-frames, or every source ended):
+One shutdown path, whatever starts it (first SIGINT/SIGTERM, --duration, --max-frames, every source ended):
 stop capture -> finish the batch in flight -> flush outcomes to the store -> let the outputs drain and
-say goodbye -> close the store. A second signal exits at once.
+say goodbye -> close the store. Each drain step has a deadline; what misses it is counted (a metric and one
+log line) and stays in the store for the next start. Resources sit in an ``AsyncExitStack`` so a failure
+at any step of start-up releases what was acquired before it; tasks run, named, in one ``TaskGroup``.
+
+A second signal forces the exit the way uvicorn does: the drain deadlines end at once, tasks are cancelled,
+the store still closes cleanly. A third signal ends the process immediately (a thread stuck in a driver).
 """
 
 from __future__ import annotations
@@ -13,14 +18,17 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from edgeinfer.aio import wait_any
 from edgeinfer.app.http import HttpServer
 from edgeinfer.app.metrics import Metrics
 from edgeinfer.app.outputs import build_outputs
 from edgeinfer.config import Config
 from edgeinfer.detect.detector import Detector, detector_from_config
+from edgeinfer.errors import EdgeInferError
 from edgeinfer.pipeline.pipeline import Pipeline
 from edgeinfer.sinks.mqtt_publisher import MQTTPublisher
 from edgeinfer.store.sqlite import STORE_FILE, AsyncStore, Store
@@ -30,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_S = 3.0
 PRUNE_INTERVAL_S = 30.0
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass
@@ -38,6 +47,7 @@ class RunSummary:
     events: int
     seconds: float
     first_event_s: float | None
+    unfinished: int = 0  # outcomes and outputs the drain could not finish by its deadline
 
 
 def open_store(config: Config) -> Store:
@@ -73,6 +83,7 @@ class Daemon:
             max_frames=max_frames,
         )
         self.stop = asyncio.Event()
+        self.force_exit = asyncio.Event()  # second signal: drains end at once
         self.http: HttpServer | None = None
         self._signals = 0
 
@@ -83,74 +94,68 @@ class Daemon:
 
     def _on_signal(self, signum: int) -> None:
         self._signals += 1
-        if self._signals > 1:
-            logger.warning("second %s: exiting now", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if self._signals == 1:
+            logger.info("%s: stopping (again to skip the drain)", name)
+            self.stop.set()
+        elif self._signals == 2:
+            logger.warning("second %s: skipping the drain (again to exit at once)", name)
+            self.stop.set()
+            self.force_exit.set()
+        else:
+            logger.warning("third %s: exiting now", name)
             os._exit(1)
-        logger.info("%s: stopping (again to exit at once)", signal.Signals(signum).name)
-        self.stop.set()
 
-    async def run(self) -> RunSummary:
+    @contextlib.contextmanager
+    def _signal_handlers(self) -> Iterator[None]:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        installed = []
+        for sig in _SIGNALS:
             with contextlib.suppress(NotImplementedError, RuntimeError):  # not in the main thread (tests)
                 loop.add_signal_handler(sig, self._on_signal, sig)
-        self.outputs = build_outputs(
-            self.config, self.store, self.metrics.registry, self.stats, self.pipeline.trigger
-        )
-        self.writer.on_commit = [c.wake for c in self.outputs.components if isinstance(c, MQTTPublisher)]
-        http = None
-        if self.config.http.enabled:
-            http = HttpServer(
-                self.config.http.listen, self.metrics.registry, self.pipeline.healthy, self.pipeline.ready
-            )
-            await http.start()
-        self.http = http
-        started = time.monotonic()
-        outputs_stop = asyncio.Event()
-        writer_task = asyncio.create_task(self.writer.run(), name="edgeinfer.store.sqlite-writer")
-        output_tasks = [
-            asyncio.create_task(c.run(outputs_stop), name=f"edgeinfer.{c.name}")
-            for c in self.outputs.components
-        ]
-        aux = [
-            asyncio.create_task(self._status_loop(), name="edgeinfer.status"),
-            asyncio.create_task(self._prune_loop(), name="edgeinfer.prune"),
-        ]
-        if self.duration is not None:
-            aux.append(asyncio.create_task(self._stop_after(self.duration), name="edgeinfer.duration"))
-        logger.info(
-            "running: %d camera(s), model %s (%s), data in %s",
-            len(self.config.cameras),
-            self.detector.info.name,
-            self.detector.info.backend,
-            self.config.data_dir,
-        )
+                installed.append(sig)
         try:
-            await self.pipeline.run(self.stop)
+            yield
         finally:
-            await self.writer.close()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(writer_task, DRAIN_TIMEOUT_S)
-            outputs_stop.set()
-            if output_tasks:
-                _, pending = await asyncio.wait(output_tasks, timeout=DRAIN_TIMEOUT_S)
-                for task in pending:
-                    task.cancel()
-                if pending:
-                    logger.warning(
-                        "%d output(s) did not finish in %.0f s; the store keeps their backlog",
-                        len(pending),
-                        DRAIN_TIMEOUT_S,
-                    )
-            for task in aux:
-                task.cancel()
-            await asyncio.gather(*aux, return_exceptions=True)
-            if http is not None:
-                await http.close()
-            await asyncio.to_thread(self.store.close)
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.remove_signal_handler(sig)
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    async def _within_deadline(self, awaitable: Awaitable[Any], what: str) -> bool:
+        """Await ``awaitable`` until the drain deadline or a forced exit; True if it finished in time."""
+        task = asyncio.ensure_future(awaitable)
+        await wait_any(self.force_exit, _done_event(task), within=DRAIN_TIMEOUT_S)
+        if task.done():
+            task.result()  # a failure in the drain itself is a bug: let it surface
+            return True
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        logger.warning("shutdown: %s did not finish %s", what, _why_unfinished(self.force_exit))
+        return False
+
+    async def run(self) -> RunSummary:
+        started = time.monotonic()
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(asyncio.to_thread, self.store.close)
+            stack.enter_context(self._signal_handlers())
+            self.outputs = build_outputs(
+                self.config, self.store, self.metrics.registry, self.stats, self.pipeline.trigger
+            )
+            self.writer.on_commit = [c.wake for c in self.outputs.components if isinstance(c, MQTTPublisher)]
+            if self.config.http.enabled:
+                http = HttpServer(
+                    self.config.http.listen, self.metrics.registry, self.pipeline.healthy, self.pipeline.ready
+                )
+                await http.start()
+                stack.push_async_callback(http.close)
+                self.http = http
+            logger.info(
+                "running: %d camera(s), model %s (%s), data in %s",
+                len(self.config.cameras),
+                self.detector.info.name,
+                self.detector.info.backend,
+                self.config.data_dir,
+            )
+            unfinished = await self._run_tasks()
         elapsed = time.monotonic() - started
         logger.info(
             "stopped after %.1f s: %d frames, %d events",
@@ -159,8 +164,75 @@ class Daemon:
             self.writer.events_written,
         )
         return RunSummary(
-            self.pipeline.frames_total, self.writer.events_written, elapsed, self.pipeline.first_event_s
+            self.pipeline.frames_total,
+            self.writer.events_written,
+            elapsed,
+            self.pipeline.first_event_s,
+            unfinished,
         )
+
+    async def _run_tasks(self) -> int:
+        """Run every component in one TaskGroup until the pipeline stops, then drain; returns what was left."""
+        outputs_stop = asyncio.Event()
+        try:
+            return await self._supervise(outputs_stop)
+        except BaseExceptionGroup as group:
+            # A component that stops with a user-facing error (EdgeInferError) is reported as that error,
+            # not as a traceback of the task group; anything else is a bug and surfaces whole.
+            errors = group.subgroup(EdgeInferError)
+            if errors is not None and len(errors.exceptions) == 1 and errors is group:
+                raise errors.exceptions[0] from None
+            raise
+
+    async def _supervise(self, outputs_stop: asyncio.Event) -> int:
+        assert self.outputs is not None
+        async with asyncio.TaskGroup() as tg:
+            writer = tg.create_task(self.writer.run(), name="edgeinfer.store-writer")
+            outputs = [
+                tg.create_task(c.run(outputs_stop), name=f"edgeinfer.{c.name}")
+                for c in self.outputs.components
+            ]
+            aux = [
+                tg.create_task(self._status_loop(), name="edgeinfer.status"),
+                tg.create_task(self._prune_loop(), name="edgeinfer.prune"),
+            ]
+            if self.duration is not None:
+                aux.append(tg.create_task(self._stop_after(self.duration), name="edgeinfer.duration"))
+            pipeline = tg.create_task(self.pipeline.run(self.stop), name="edgeinfer.pipeline")
+            await wait_any(_done_event(pipeline), self.force_exit)
+            if not pipeline.done():
+                pipeline.cancel()
+            unfinished = await self._drain(writer, outputs, outputs_stop)
+            for task in aux:
+                task.cancel()
+        return unfinished
+
+    async def _drain(
+        self, writer: asyncio.Task[None], outputs: list[asyncio.Task[None]], outputs_stop: asyncio.Event
+    ) -> int:
+        """Flush outcomes to the store, then let the outputs send what they can; count what misses the deadline."""
+        unfinished = 0
+        left = await self.writer.close(DRAIN_TIMEOUT_S, abandon=self.force_exit)
+        if left:
+            unfinished += left
+            self.metrics.drain_unfinished.labels("outcomes").inc(left)
+        if not writer.done():
+            writer.cancel()
+        outputs_stop.set()
+        if outputs:
+            pending = [t for t in outputs if not t.done()]
+            if pending and not await self._within_deadline(
+                asyncio.wait(pending), f"{len(pending)} output(s)"
+            ):
+                late = [t for t in pending if not t.done()]
+                for task in late:
+                    task.cancel()
+                unfinished += len(late)
+                self.metrics.drain_unfinished.labels("outputs").inc(len(late))
+                logger.warning(
+                    "shutdown: the store keeps the backlog of %s", ", ".join(t.get_name() for t in late)
+                )
+        return unfinished
 
     def stats(self) -> dict[str, Any]:
         return self.pipeline.stats()
@@ -206,3 +278,13 @@ class Daemon:
                 self.metrics.errors.labels("store").inc()
                 logger.exception("local store: pruning failed")
             await asyncio.sleep(PRUNE_INTERVAL_S)
+
+
+def _done_event(task: asyncio.Future[Any]) -> asyncio.Event:
+    event = asyncio.Event()
+    task.add_done_callback(lambda _: event.set())
+    return event
+
+
+def _why_unfinished(force_exit: asyncio.Event) -> str:
+    return "(exit forced)" if force_exit.is_set() else f"within {DRAIN_TIMEOUT_S:.0f} s"

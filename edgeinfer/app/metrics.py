@@ -78,5 +78,21 @@ class Metrics:
         self.camera_up = Gauge(
             "edgeinfer_camera_up", "1 while a camera delivers frames", ["camera"], registry=r
         )
+        self.outcomes_lost = Counter(
+            "edgeinfer_outcomes_lost",
+            "Processed frames whose outcome (event, points) never reached the store: buffer_full while the"
+            " store was failing, shutdown when the drain deadline passed",
+            ["reason"],
+            registry=r,
+        )
+        self.store_failing = Gauge(
+            "edgeinfer_store_failing", "1 while commits to the local store fail", registry=r
+        )
+        self.drain_unfinished = Counter(
+            "edgeinfer_drain_unfinished",
+            "What the shutdown drain could not finish by its deadline (outcomes, outputs)",
+            ["what"],
+            registry=r,
+        )
         self.windows = {stage: Window(window_size) for stage in STAGES}
         self.batch_window = Window(512)
