@@ -132,7 +132,7 @@ class SensorInput:
         self._subscribe_task = asyncio.create_task(self._subscribe())
 
     async def _subscribe(self) -> None:
-        topics = [(route.template.filter, route.sub.qos) for route in self.routes]
+        topics: list[tuple[str, int]] = [(route.template.filter, route.sub.qos) for route in self.routes]
         if not topics:
             return
         try:
@@ -174,7 +174,7 @@ class SensorInput:
         return None
 
     def _take_batch(self) -> list[Message]:
-        batch = []
+        batch: list[Message] = []
         while not self._queue.empty() and len(batch) < MAX_BATCH - 1:
             batch.append(self._queue.get_nowait())
         return batch

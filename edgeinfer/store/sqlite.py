@@ -179,7 +179,8 @@ class Store:
         newest_first: bool = False,
     ) -> list[StoredEvent]:
         """Stored events, oldest first (or newest first), optionally of one camera and from a time on."""
-        sql, args = "SELECT id, camera, ts_ns, body FROM events WHERE 1=1", []
+        sql = "SELECT id, camera, ts_ns, body FROM events WHERE 1=1"
+        args: list[str | int] = []
         if camera is not None:
             sql += " AND camera = ?"
             args.append(camera)

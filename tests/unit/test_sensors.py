@@ -8,7 +8,7 @@ import math
 import pytest
 
 from edgeinfer.config import SensorSubscription, TriggerCondition, TriggerConfig
-from edgeinfer.lineprotocol import parse_line
+from edgeinfer.lineprotocol import FieldValue, parse_line
 from edgeinfer.mqtt.topics import TopicTemplate
 from edgeinfer.sensors.context import SensorContext
 from edgeinfer.sensors.parse import REASONS, Rejected, parse_payload
@@ -183,13 +183,13 @@ def test_context_keeps_the_latest_value_per_series() -> None:
         ({"equals": 1}, "1", False),
     ],
 )
-def test_triggers(condition: dict[str, float], value: object, fires: bool) -> None:
+def test_triggers(condition: dict[str, float], value: FieldValue, fires: bool) -> None:
     calls: list[tuple[str, float, float]] = []
     rule = TriggerConfig(
         when=TriggerCondition(series="s/motion", **condition), camera="cam", fps=15, for_s=30
     )
     triggers = Triggers([rule], lambda *args: calls.append(args))
-    triggers.check({"s/motion": value, "other": 1.0})  # type: ignore[dict-item]
+    triggers.check({"s/motion": value, "other": 1.0})
     assert calls == ([("cam", 15.0, 30.0)] if fires else [])
 
 

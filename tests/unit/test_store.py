@@ -33,7 +33,7 @@ def test_events_read_back_as_typed_rows(store):
     assert first == StoredEvent(1, "b", 20, '{"camera": "b", "seq": 0}', {"camera": "b", "seq": 0})
     assert (second.id, second.camera, second.ts_ns, second.doc["seq"]) == (2, "b", 21, 1)
     with pytest.raises(AttributeError):
-        first.camera = "c"  # type: ignore[misc]
+        first.camera = "c"
 
 
 def test_cursor_delivers_everything_once_in_order(store):
