@@ -12,9 +12,11 @@ from collections.abc import Sequence
 
 from edgeinfer import __version__
 from edgeinfer.errors import ConfigError, EdgeInferError
-from edgeinfer.logs import setup_logging
 
 # Verb modules, each with add_parser(subparsers); imported explicitly, nothing registers by side effect.
+# Building the parser imports only these and the standard library: each verb imports what it runs on
+# (the daemon, cv2, paho, pydantic, a runtime) inside its run(), so --version and --help stay cheap
+# (tests/unit/test_cli_startup.py holds them to that).
 _VERBS = (
     "edgeinfer.commands.run",
     "edgeinfer.commands.detect",
@@ -51,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from edgeinfer.logs import setup_logging  # after parsing: --version and --help need no logging
+
     setup_logging(args.log_level, args.log_format)
     try:
         code: int = args.func(args)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
+
+from edgeinfer.timefmt import rfc3339_ms
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        # the record's whole seconds and its own msecs: what logging itself shows as ,mmm
         entry = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": rfc3339_ms(int(record.created) * 1_000_000_000 + int(record.msecs) * 1_000_000),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),

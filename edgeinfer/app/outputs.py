@@ -15,7 +15,9 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry
 
 from edgeinfer.config import Config
-from edgeinfer.sensors.input import SensorContext, SensorInput, Triggers
+from edgeinfer.sensors.context import SensorContext
+from edgeinfer.sensors.input import SensorInput
+from edgeinfer.sensors.triggers import Triggers
 from edgeinfer.store.sqlite import AsyncStore
 
 __all__ = ["Component", "Outputs", "SensorContext", "build_outputs"]

@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from edgeinfer.bench.cli import add_arguments
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from edgeinfer.bench.cli import add_arguments  # argparse and dataclasses only; the harness is in run()
 
     parser = subparsers.add_parser(
         "bench",

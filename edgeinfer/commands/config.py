@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from edgeinfer.config import dump_yaml, load_config
 
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("config", help="validate or show a configuration")
     verbs = parser.add_subparsers(dest="config_verb", required=True, metavar="check|show")
     check = verbs.add_parser("check", help="validate a YAML config")
@@ -19,11 +17,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 
 
 def _check(args: argparse.Namespace) -> int:
+    from edgeinfer.config import load_config
+
     config = load_config(args.file)
     print(f"{args.file}: ok ({len(config.cameras)} camera(s), detector {config.detector.model})")
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
+    from edgeinfer.config import dump_yaml, load_config
+
     print(dump_yaml(load_config(args.file)), end="")
     return 0

@@ -7,16 +7,12 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
-
-from edgeinfer.detect.detector import open_detector
-from edgeinfer.draw import annotate
 from edgeinfer.errors import EdgeInferError, SourceError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("detect", help="detect objects in images")
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
     parser.add_argument(
@@ -47,6 +43,11 @@ def iter_images(inputs: list[str]) -> Iterator[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import cv2
+
+    from edgeinfer.detect.detector import open_detector
+    from edgeinfer.draw import annotate
+
     detector = open_detector(
         args.model,
         backend=args.backend,

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edgeinfer.config import default_state_dir, load_config
-from edgeinfer.config.units import parse_duration
 from edgeinfer.errors import EdgeInferError
-from edgeinfer.store.sqlite import STORE_FILE, Store
+
+if TYPE_CHECKING:
+    from edgeinfer.store.sqlite import StoredEvent
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("events", help="read detection events back from the local store")
     parser.add_argument("-c", "--config", help="take data_dir from this config")
     parser.add_argument("--data-dir", type=Path)
@@ -27,6 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 
 def parse_since(text: str) -> int:
     """RFC3339 time or an age, as epoch nanoseconds."""
+    from edgeinfer.config.units import parse_duration
+
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -42,14 +44,24 @@ def parse_since(text: str) -> int:
     return int(when.timestamp() * 1e9)
 
 
+def format_event(event: StoredEvent) -> str:
+    """The one-line text form: time, camera, sequence number, then ``label score`` per detection."""
+    doc = event.doc
+    found = ", ".join(f"{d['label']} {d['score']:.2f}" for d in doc["detections"])
+    return f"{doc['ts']}  {event.camera:<12} #{doc['seq']:<6} {found}"
+
+
 def run(args: argparse.Namespace) -> int:
+    from edgeinfer.config import default_state_dir, load_config
+    from edgeinfer.store.sqlite import STORE_FILE, Store
+
     data_dir = args.data_dir or (load_config(args.config).data_dir if args.config else default_state_dir())
     path = data_dir / STORE_FILE
     if not path.exists():
         raise EdgeInferError(f"no local store at {path} (has `edgeinfer run` written there?)")
     store = Store(path)
     try:
-        bodies = store.events(
+        events = store.events(
             camera=args.camera,
             since_ns=parse_since(args.since) if args.since else None,
             limit=args.limit,
@@ -58,12 +70,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.limit is not None:
-        bodies.reverse()
-    for body in bodies:
-        if args.json:
-            print(body)
-            continue
-        event = json.loads(body)
-        found = ", ".join(f"{d['label']} {d['score']:.2f}" for d in event["detections"])
-        print(f"{event['ts']}  {event['camera']:<12} #{event['seq']:<6} {found}")
+        events.reverse()
+    for event in events:
+        print(event.body if args.json else format_event(event))
     return 0

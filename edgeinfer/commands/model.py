@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edgeinfer.detect.backends.base import TensorInfo
-from edgeinfer.detect.detector import open_detector
+if TYPE_CHECKING:
+    from edgeinfer.detect.backends.base import TensorInfo
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("model", help="inspect a model or build a TensorRT engine")
     verbs = parser.add_subparsers(dest="model_verb", required=True, metavar="inspect|build-engine")
     inspect = verbs.add_parser("inspect", help="tensors, quantization, YOLO layout, class names, sha256")
@@ -38,6 +38,8 @@ def _tensor(t: TensorInfo) -> dict[str, Any]:
 
 
 def describe(path: str, labels: Path | None = None) -> dict[str, Any]:
+    from edgeinfer.detect.detector import open_detector
+
     detector = open_detector(path, labels=labels)
     info = detector.info
     return {

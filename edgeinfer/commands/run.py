@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 
-from edgeinfer.config import load_config
 
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "run", help="run the daemon (no -c: bundled model on the bundled demo clip, local store only)"
     )
@@ -22,7 +19,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio
+
     from edgeinfer.app.daemon import Daemon
+    from edgeinfer.config import load_config
 
     config = load_config(args.config, data_dir=args.data_dir)
 

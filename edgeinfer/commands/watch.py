@@ -8,25 +8,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
-from pydantic import SecretStr, ValidationError
-
-from edgeinfer.config import MQTTConfig, TLSConfig, load_config
 from edgeinfer.errors import EdgeInferError
-from edgeinfer.mqtt.client import configure_paho, protocol_of
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from edgeinfer.config import MQTTConfig
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("watch", help="print detection events from the MQTT broker")
     parser.add_argument("-c", "--config", type=Path, help="config file (its mqtt: section and device)")
     parser.add_argument("--camera", default="+", help="only this camera (default: all)")
@@ -41,10 +35,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--count", type=int, help="exit after this many events")
     parser.add_argument("--timeout", type=float, help="exit after this many seconds")
     parser.set_defaults(func=run_watch)
-    return parser
 
 
 def _settings(args: argparse.Namespace) -> tuple[MQTTConfig, str]:
+    from pydantic import SecretStr
+
+    from edgeinfer.config import MQTTConfig, TLSConfig, load_config
+
     cfg, device = MQTTConfig(), "+"
     if args.config is not None:
         config = load_config(args.config)
@@ -73,6 +70,12 @@ def _settings(args: argparse.Namespace) -> tuple[MQTTConfig, str]:
 
 
 def run_watch(args: argparse.Namespace) -> int:
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+    from pydantic import ValidationError
+
+    from edgeinfer.mqtt.client import configure_paho, protocol_of
+
     try:
         cfg, device = _settings(args)
     except (EdgeInferError, ValidationError, OSError) as exc:

@@ -4,7 +4,6 @@ and InfluxDB points that go to the store."""
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -16,13 +15,9 @@ from edgeinfer.detect.detections import Detections, label_of
 from edgeinfer.lineprotocol import format_point
 from edgeinfer.sources.frame import Frame
 from edgeinfer.store.sqlite import EventRow
+from edgeinfer.timefmt import rfc3339_ms
 
 LATENCY_KEYS = ("e2e", "queue", "preprocess", "inference", "postprocess")
-
-
-def rfc3339_ms(wall_ns: int) -> str:
-    seconds, ns = divmod(wall_ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ns // 1_000_000:03d}Z"
 
 
 def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:

@@ -1,1 +1,2 @@
-"""Sensor input: MQTT sensor payloads to points, the latest values for events, trigger rules."""
+"""Sensor input: MQTT sensor payloads to points (parse, input), the latest values for events (context),
+trigger rules (triggers)."""

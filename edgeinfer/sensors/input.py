@@ -1,4 +1,4 @@
-"""Sensor input: durable MQTT subscriptions -> points in the local store, sensor context and triggers.
+"""Sensor input: durable MQTT subscriptions -> points in the local store, the sensor context, triggers.
 
 The subscription uses a persistent session (client id ``{client_id}-sensors``, ``clean_session=False``,
 or for MQTT 5 ``clean_start=False`` with ``session_expiry_s``) and paho's ``manual_ack``: a message is
@@ -10,9 +10,10 @@ the same commit): resending them would not make them valid.
 Each rejected message is counted in ``edgeinfer_sensor_messages_dropped_total{subscription,reason}`` and
 logged at most once per ``log_interval_s`` per subscription (topic and reason; the payload never). A
 message that matches no configured subscription (e.g. left in the persistent session by an older config)
-is counted under ``subscription="(none)"``, reason ``unknown_topic``. See :mod:`sensor_parse` for the
-formats and the series keys used by :class:`SensorContext` and triggers. A topic that matches several
-subscriptions is handled by the first one in the config.
+is counted under ``subscription="(none)"``, reason ``unknown_topic``. See :mod:`edgeinfer.sensors.parse`
+for the formats and the series keys used by the :class:`~edgeinfer.sensors.context.SensorContext` and
+:mod:`~edgeinfer.sensors.triggers`. A topic that matches several subscriptions is handled by the first
+one in the config.
 """
 
 from __future__ import annotations
@@ -21,76 +22,24 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter
 
 from edgeinfer.aio import Backoff, wait_any
-from edgeinfer.config import MQTTConfig, SensorSubscription, TriggerConfig
+from edgeinfer.config import MQTTConfig, SensorSubscription
 from edgeinfer.errors import ConfigError, StoreError
-from edgeinfer.lineprotocol import FieldValue
 from edgeinfer.mqtt.client import Message, MQTTClient
 from edgeinfer.mqtt.topics import TopicTemplate
+from edgeinfer.sensors.context import SensorContext
 from edgeinfer.sensors.parse import Parsed, Rejected, parse_payload
+from edgeinfer.sensors.triggers import Triggers
 from edgeinfer.store.sqlite import AsyncStore
 
 logger = logging.getLogger(__name__)
 
 UNMATCHED = "(none)"
 MAX_BATCH = 500
-
-
-class SensorContext:
-    """The latest value of each sensor series (see sensor_parse for the series keys). Event-loop only."""
-
-    def __init__(self) -> None:
-        self._latest: dict[str, tuple[FieldValue, int]] = {}
-
-    def update(self, values: Mapping[str, FieldValue], ts_ns: int) -> None:
-        for series, value in values.items():
-            self._latest[series] = (value, ts_ns)
-
-    def latest(self, series: str) -> FieldValue | None:
-        entry = self._latest.get(series)
-        return None if entry is None else entry[0]
-
-    def snapshot(self, series: Iterable[str]) -> dict[str, FieldValue]:
-        """The ``"context"`` of an event: the named series that have a value."""
-        return {s: self._latest[s][0] for s in series if s in self._latest}
-
-
-class Triggers:
-    """Calls ``on_trigger(camera, fps, for_s)`` for every reading that satisfies a rule's condition.
-
-    A rule holds while the reading is above ``above``, below ``below`` and equal to ``equals`` (those set);
-    booleans count as 1 and 0. Every matching reading calls back again, so the receiver extends the window.
-    """
-
-    def __init__(self, rules: list[TriggerConfig], on_trigger: Callable[[str, float, float], None]) -> None:
-        self.rules = rules
-        self.on_trigger = on_trigger
-
-    @staticmethod
-    def holds(rule: TriggerConfig, value: FieldValue) -> bool:
-        if isinstance(value, str):
-            return False
-        number = float(value)
-        when = rule.when
-        return (
-            (when.above is None or number > when.above)
-            and (when.below is None or number < when.below)
-            and (when.equals is None or number == when.equals)
-        )
-
-    def check(self, values: Mapping[str, FieldValue]) -> None:
-        for rule in self.rules:
-            value = values.get(rule.when.series)
-            if value is not None and self.holds(rule, value):
-                try:
-                    self.on_trigger(rule.camera, rule.fps, rule.for_s)
-                except Exception:
-                    logger.exception("trigger callback for camera %s failed", rule.camera)
 
 
 class _LogLimiter:
@@ -183,7 +132,7 @@ class SensorInput:
         self._subscribe_task = asyncio.create_task(self._subscribe())
 
     async def _subscribe(self) -> None:
-        topics = [(route.template.filter, route.sub.qos) for route in self.routes]
+        topics: list[tuple[str, int]] = [(route.template.filter, route.sub.qos) for route in self.routes]
         if not topics:
             return
         try:
@@ -225,7 +174,7 @@ class SensorInput:
         return None
 
     def _take_batch(self) -> list[Message]:
-        batch = []
+        batch: list[Message] = []
         while not self._queue.empty() and len(batch) < MAX_BATCH - 1:
             batch.append(self._queue.get_nowait())
         return batch
@@ -275,6 +224,6 @@ class SensorInput:
                 continue
             self.accepted.labels(label).inc()
             self.points.labels(label).inc(len(parsed.lines))
-            self.context.update(parsed.values, max(ts for ts, _ in parsed.lines))
+            self.context.update(parsed.values)
             if self.triggers is not None:
                 self.triggers.check(parsed.values)

@@ -17,7 +17,7 @@ Payload formats (``format:`` of a subscription):
 
 Readings without a timestamp get the time they were received.
 
-Series keys (for :class:`~edgeinfer.sensors.input.SensorContext` and trigger rules): ``{topic}`` for
+Series keys (for :class:`~edgeinfer.sensors.context.SensorContext` and trigger rules): ``{topic}`` for
 ``value`` payloads, ``{topic}/{field}`` for ``json`` and ``line`` fields, e.g. ``sensors/hall/pir/motion``.
 
 Anything else raises :class:`Rejected` with one of :data:`REASONS`; the caller counts and drops it.

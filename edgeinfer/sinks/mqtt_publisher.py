@@ -24,7 +24,6 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -33,15 +32,12 @@ from edgeinfer.aio import wait_any
 from edgeinfer.config import MQTTConfig
 from edgeinfer.mqtt.client import ConnectionLost, MQTTClient, PublishRejected, Will
 from edgeinfer.store.sqlite import AsyncStore, OutboxRow
+from edgeinfer.timefmt import rfc3339_now
 
 logger = logging.getLogger(__name__)
 
 SINK = "mqtt"
 IDLE_POLL_S = 0.1
-
-
-def rfc3339_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class MQTTPublisher:

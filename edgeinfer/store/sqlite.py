@@ -2,7 +2,8 @@
 
 Every event and every measurement is committed here before it leaves the device. Two streams:
 
-- ``events``: detection event JSON, one row per event (read back by ``edgeinfer events``, drained to MQTT);
+- ``events``: detection event JSON, one row per event (read back by ``edgeinfer events`` as
+  :class:`StoredEvent`, drained to MQTT);
 - ``points``: InfluxDB line protocol, one row per point (drained to InfluxDB).
 
 Each sink keeps a cursor per stream (the highest row id the far side acknowledged). Rows stay after
@@ -16,6 +17,7 @@ dedicated thread (see :class:`AsyncStore`) so SQLite never blocks the event loop
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import threading
 import time
@@ -23,7 +25,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, ParamSpec, TypeVar
+from typing import Literal, NamedTuple, NotRequired, ParamSpec, TypedDict, TypeVar, cast
 
 from edgeinfer.errors import StoreError
 
@@ -75,6 +77,46 @@ class EventRow:
     camera: str
     ts_ns: int
     body: str
+
+
+class DetectionJSON(TypedDict):
+    """One item of an event's ``detections``."""
+
+    label: str
+    class_id: int
+    score: float
+    box: list[float]  # x1, y1, x2, y2 in frame pixels
+
+
+class EventJSON(TypedDict):
+    """An event document as pipeline/outcomes.py writes it: schemas/detection-event.schema.json."""
+
+    device: str
+    camera: str
+    seq: int
+    ts: str  # RFC 3339, UTC, milliseconds (edgeinfer.timefmt)
+    model: str
+    detections: list[DetectionJSON]
+    latency_ms: dict[str, float]
+    batch_size: int
+    context: NotRequired[dict[str, float | bool | str]]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One row of the ``events`` stream as read back: its columns, and its JSON as stored and parsed."""
+
+    id: int
+    camera: str
+    ts_ns: int
+    body: str  # the JSON exactly as stored (and as the MQTT sink publishes it)
+    doc: EventJSON  # ``body``, parsed once, here (not validated against the schema)
+
+
+class DeadLetter(NamedTuple):
+    sink: str
+    body: str
+    error: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,9 +177,10 @@ class Store:
         since_ns: int | None = None,
         limit: int | None = None,
         newest_first: bool = False,
-    ) -> list[str]:
-        """Event JSON bodies, oldest first (or newest first)."""
-        sql, args = "SELECT body FROM events WHERE 1=1", []
+    ) -> list[StoredEvent]:
+        """Stored events, oldest first (or newest first), optionally of one camera and from a time on."""
+        sql = "SELECT id, camera, ts_ns, body FROM events WHERE 1=1"
+        args: list[str | int] = []
         if camera is not None:
             sql += " AND camera = ?"
             args.append(camera)
@@ -149,7 +192,11 @@ class Store:
             sql += " LIMIT ?"
             args.append(limit)
         with self._lock:
-            return [row[0] for row in self._db.execute(sql, args)]
+            rows: list[tuple[int, str, int, str]] = self._db.execute(sql, args).fetchall()
+        return [
+            StoredEvent(row_id, cam, ts_ns, body, cast(EventJSON, json.loads(body)))
+            for row_id, cam, ts_ns, body in rows
+        ]
 
     def count(self, stream: Stream) -> int:
         with self._lock:
@@ -208,14 +255,14 @@ class Store:
             )
             self._bump(db, f"dead_letters.{sink}", len(rows))
 
-    def dead_letters(self, sink: str | None = None) -> list[tuple[str, str, str]]:
-        """(sink, body, error) of parked rows, oldest first."""
+    def dead_letters(self, sink: str | None = None) -> list[DeadLetter]:
+        """Parked rows, oldest first."""
         sql, args = "SELECT sink, body, error FROM dead_letters", []
         if sink is not None:
             sql += " WHERE sink = ?"
             args.append(sink)
         with self._lock:
-            return [(r[0], r[1], r[2]) for r in self._db.execute(sql + " ORDER BY id", args)]
+            return [DeadLetter(r[0], r[1], r[2]) for r in self._db.execute(sql + " ORDER BY id", args)]
 
     # ----------------------------------------------------------------- bounds
 

@@ -142,3 +142,66 @@ def test_sigterm_mid_run_exits_0_quickly_and_leaves_a_consistent_store(tmp_path)
     for cam in ("a", "b"):
         seqs = [e["seq"] for e in bodies if e["camera"] == cam]
         assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
+
+
+def _store_with_events(data_dir):
+    """Three events as the pipeline writes them (compact JSON), two cameras, one with no detections."""
+    from edgeinfer.store.sqlite import STORE_FILE, EventRow, Store
+
+    t0 = 1_790_000_000_123_456_789  # 2026-09-21T14:13:20.123Z
+    rows = []
+    for i, (camera, dets) in enumerate(
+        [
+            ("gate", [("person", 0.91234), ("car", 0.5)]),
+            ("yard-north-1", []),
+            ("gate", [("car", 0.875)]),
+        ]
+    ):
+        body = {
+            "device": "box",
+            "camera": camera,
+            "seq": 7 + i,
+            "ts": ["2026-09-21T14:13:20.123Z", "2026-09-21T14:13:21.123Z", "2026-09-21T14:13:22.123Z"][i],
+            "model": "shapes-s",
+            "detections": [
+                {"label": label, "class_id": 0, "score": score, "box": [1.0, 2.0, 3.5, 4.0]}
+                for label, score in dets
+            ],
+            "latency_ms": {"e2e": 1.0, "queue": 0.1, "preprocess": 0.2, "inference": 0.5, "postprocess": 0.2},
+            "batch_size": 1,
+        }
+        rows.append(EventRow(camera, t0 + i * 10**9, json.dumps(body, separators=(",", ":"))))
+    store = Store(data_dir / STORE_FILE)
+    store.append(rows)
+    store.close()
+    return [r.body for r in rows]
+
+
+def test_events_prints_stored_events_exactly(tmp_path):
+    bodies = _store_with_events(tmp_path)
+    text = edgeinfer("events", "--data-dir", str(tmp_path))
+    assert text.returncode == 0, text.stderr
+    assert text.stdout == (
+        "2026-09-21T14:13:20.123Z  gate         #7      person 0.91, car 0.50\n"
+        "2026-09-21T14:13:21.123Z  yard-north-1 #8      \n"
+        "2026-09-21T14:13:22.123Z  gate         #9      car 0.88\n"
+    )
+    as_json = edgeinfer("events", "--json", "--data-dir", str(tmp_path))
+    assert as_json.stdout == "".join(b + "\n" for b in bodies)  # the stored JSON, byte for byte
+    newest = edgeinfer("events", "--json", "--limit", "2", "--data-dir", str(tmp_path))
+    assert newest.stdout == "".join(b + "\n" for b in bodies[1:])  # the newest N, oldest first
+    gate = edgeinfer("events", "--json", "--camera", "gate", "--since", "2026-09-21T14:13:20.5Z",
+                     "--data-dir", str(tmp_path))  # fmt: skip
+    assert gate.stdout == bodies[2] + "\n"
+
+
+def test_events_errors_are_one_clear_line(tmp_path):
+    result = edgeinfer("events", "--data-dir", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"edgeinfer: error: no local store at {tmp_path / 'edgeinfer.db'} (has `edgeinfer run` written there?)"
+    )
+    _store_with_events(tmp_path)
+    bad = edgeinfer("events", "--data-dir", str(tmp_path), "--since", "yesterday")
+    assert bad.returncode == 1 and bad.stdout == ""
+    assert "--since 'yesterday': expected an RFC3339 time or an age such as 10m" in bad.stderr

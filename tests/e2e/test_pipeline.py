@@ -54,7 +54,7 @@ def test_four_unlimited_cameras_batch_and_share_fairly(tmp_path, detector):
     store = open_store(config)
     try:
         assert store.count("points") >= summary.frames  # one inference point per processed frame
-        events = [json.loads(b) for b in store.events()]
+        events = [json.loads(e.body) for e in store.events()]
     finally:
         store.close()
     assert len(events) == summary.events

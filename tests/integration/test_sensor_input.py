@@ -23,8 +23,10 @@ from prometheus_client import CollectorRegistry
 from edgeinfer.config import MQTTConfig, SensorSubscription, TriggerCondition, TriggerConfig
 from edgeinfer.lineprotocol import parse_line
 from edgeinfer.mqtt.topics import TopicTemplate
-from edgeinfer.sensors.input import SensorContext, SensorInput, Triggers
+from edgeinfer.sensors.context import SensorContext
+from edgeinfer.sensors.input import SensorInput
 from edgeinfer.sensors.parse import Rejected, parse_payload
+from edgeinfer.sensors.triggers import Triggers
 from edgeinfer.store.sqlite import AsyncStore, Store
 
 pytestmark = pytest.mark.integration
@@ -264,7 +266,8 @@ import asyncio, sys
 from pathlib import Path
 from prometheus_client import CollectorRegistry
 from edgeinfer.config import MQTTConfig
-from edgeinfer.sensors.input import SensorContext, SensorInput
+from edgeinfer.sensors.context import SensorContext
+from edgeinfer.sensors.input import SensorInput
 from edgeinfer.store.sqlite import AsyncStore, Store
 cfg = MQTTConfig.model_validate_json(sys.argv[1])
 store = AsyncStore(Store(Path(sys.argv[2])))

@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgeinfer.lineprotocol import LineProtocolError, ParsedPoint, format_point, parse_line, parse_lines
+from edgeinfer.lineprotocol import (
+    FieldValue,
+    LineProtocolError,
+    ParsedPoint,
+    format_point,
+    parse_line,
+    parse_lines,
+)
 
 VALID = [
     ("cpu value=1", ParsedPoint("cpu", {}, {"value": 1.0}, None)),
@@ -77,7 +84,7 @@ _value = st.one_of(
     ts_ns=st.integers(min_value=0, max_value=2**62),
 )
 def test_format_then_parse_round_trips(
-    measurement: str, tags: dict[str, str], fields: dict[str, object], ts_ns: int
+    measurement: str, tags: dict[str, str], fields: dict[str, FieldValue], ts_ns: int
 ) -> None:
-    point = parse_line(format_point(measurement, tags, fields, ts_ns))  # type: ignore[arg-type]
-    assert point == ParsedPoint(measurement, tags, fields, ts_ns)  # type: ignore[arg-type]
+    point = parse_line(format_point(measurement, tags, fields, ts_ns))
+    assert point == ParsedPoint(measurement, tags, fields, ts_ns)

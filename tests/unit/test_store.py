@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from edgeinfer.store.sqlite import EventRow, Store
+from edgeinfer.store.sqlite import EventRow, Store, StoredEvent
 
 
 @pytest.fixture
@@ -22,9 +22,18 @@ def events(n, camera="a", start_ns=0):
 def test_events_read_back_in_order_with_filters(store):
     store.append(events(3, "a", start_ns=10), [])
     store.append(events(2, "b", start_ns=20), [])
-    assert [json.loads(b)["seq"] for b in store.events(camera="a")] == [0, 1, 2]
+    assert [e.doc["seq"] for e in store.events(camera="a")] == [0, 1, 2]
     assert len(store.events(since_ns=20)) == 2
-    assert [json.loads(b)["seq"] for b in store.events(limit=2, newest_first=True)] == [1, 0]
+    assert [e.doc["seq"] for e in store.events(limit=2, newest_first=True)] == [1, 0]
+
+
+def test_events_read_back_as_typed_rows(store):
+    store.append(events(2, "b", start_ns=20), [])
+    first, second = store.events()
+    assert first == StoredEvent(1, "b", 20, '{"camera": "b", "seq": 0}', {"camera": "b", "seq": 0})
+    assert (second.id, second.camera, second.ts_ns, second.doc["seq"]) == (2, "b", 21, 1)
+    with pytest.raises(AttributeError):
+        first.camera = "c"
 
 
 def test_cursor_delivers_everything_once_in_order(store):
@@ -85,7 +94,7 @@ def test_size_cap_drops_oldest_rows_first(tmp_path):
     result = s.prune(now)
     assert result.deleted > 0
     assert s.size_bytes() <= 1 << 20
-    remaining = [json.loads(b)["seq"] for b in s.events()]
+    remaining = [e.doc["seq"] for e in s.events()]
     assert remaining == list(range(2000 - len(remaining), 2000))  # newest kept, contiguous
     assert s.counters()["pruned.events"] == result.deleted
     s.close()
