@@ -44,7 +44,7 @@ def build_outputs(
 ) -> Outputs:
     """The components for the configured outputs. Raises ConfigError for a bad sensor topic template."""
     # Each output is imported only when configured: influxdb-client alone takes ~16 MB and up to a second
-    # to import, and every CLI verb imports this package (for `edgeinfer watch`).
+    # to import, and a daemon without InfluxDB should not pay for it.
     outputs = Outputs(context=SensorContext())
     forwarder = None
     if config.influxdb is not None:
