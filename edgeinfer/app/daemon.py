@@ -163,7 +163,7 @@ class Daemon:
         )
 
     def stats(self) -> dict[str, Any]:
-        return self.pipeline.stats()
+        return self.metrics.stats(self.pipeline.status()).to_json()
 
     async def _stop_after(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -172,7 +172,7 @@ class Daemon:
     async def _status_loop(self) -> None:
         while True:
             await asyncio.sleep(self.status_interval)
-            stats = self.pipeline.stats()
+            stats = self.stats()
             fps = stats["fps"]
             e2e = stats["latency_ms"]
             dropped = sum(stats["drops"].values())
