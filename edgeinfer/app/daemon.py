@@ -142,9 +142,7 @@ class Daemon:
             )
             self.writer.on_commit = [c.wake for c in self.outputs.components if isinstance(c, MQTTPublisher)]
             if self.config.http.enabled:
-                http = HttpServer(
-                    self.config.http.listen, self.metrics.registry, self.pipeline.healthy, self.pipeline.ready
-                )
+                http = HttpServer(self.config.http.listen, self.metrics.registry, self.healthy, self.ready)
                 await http.start()
                 stack.push_async_callback(http.close)
                 self.http = http
@@ -235,7 +233,19 @@ class Daemon:
         return unfinished
 
     def stats(self) -> dict[str, Any]:
-        return self.pipeline.stats()
+        return self.metrics.stats(self.pipeline.status()).to_json()
+
+    def healthy(self) -> tuple[bool, str]:
+        """/healthz: the pipeline makes progress and the store takes what it produces."""
+        if self.writer.failing:
+            return False, f"store failing: {self.writer.unstored()} outcome(s) held in memory"
+        return self.pipeline.healthy()
+
+    def ready(self) -> tuple[bool, str]:
+        ok, why = self.pipeline.ready()
+        if self.writer.failing:
+            return False, f"{why}; store failing"
+        return ok, why
 
     async def _stop_after(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -244,7 +254,7 @@ class Daemon:
     async def _status_loop(self) -> None:
         while True:
             await asyncio.sleep(self.status_interval)
-            stats = self.pipeline.stats()
+            stats = self.stats()
             fps = stats["fps"]
             e2e = stats["latency_ms"]
             dropped = sum(stats["drops"].values())

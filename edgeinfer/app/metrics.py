@@ -1,38 +1,21 @@
-"""The daemon's Prometheus metrics, on a registry of its own, plus rolling windows for percentiles."""
+"""The daemon's Prometheus metrics, on a registry of its own, plus rolling windows for percentiles.
+
+:class:`Metrics` is the pipeline's :class:`~edgeinfer.pipeline.types.PipelineObserver`."""
 
 from __future__ import annotations
 
-from collections import deque
+from collections.abc import Sequence
+from typing import Any
 
-import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-STAGES = ("queue", "preprocess", "inference", "postprocess", "output", "e2e")
+from edgeinfer.app.stats import FpsWindow, Stats, Window
+from edgeinfer.pipeline.types import DropReason, PipelineStatus, Stage, StageTimes
+
+__all__ = ["STAGES", "Metrics", "Window"]
+
+STAGES = tuple(stage.value for stage in Stage)
 _LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
-
-
-class Window:
-    """The last ``size`` samples, for percentiles in status lines and stats messages."""
-
-    def __init__(self, size: int = 2048) -> None:
-        self._values: deque[float] = deque(maxlen=size)
-
-    def add(self, value: float) -> None:
-        self._values.append(value)
-
-    def clear(self) -> None:
-        self._values.clear()
-
-    def values(self) -> np.ndarray:
-        return np.fromiter(self._values, float)
-
-    def percentiles(self, qs: tuple[float, ...] = (50, 99)) -> list[float] | None:
-        if not self._values:
-            return None
-        return [float(v) for v in np.percentile(np.fromiter(self._values, float), qs)]
-
-    def mean(self) -> float | None:
-        return float(np.mean(np.fromiter(self._values, float))) if self._values else None
 
 
 class Metrics:
@@ -96,3 +79,53 @@ class Metrics:
         )
         self.windows = {stage: Window(window_size) for stage in STAGES}
         self.batch_window = Window(512)
+        self.fps: dict[str, FpsWindow] = {}
+        self._children: dict[tuple[Any, ...], Any] = {}  # (id(metric), *labels) -> child
+        self._stage_latency = {stage: self.latency.labels(stage.value) for stage in Stage}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    # ------------------------------------------------------------------ PipelineObserver
+
+    def bind(self, cameras: Sequence[str]) -> None:
+        """Every camera's series exist (at 0) from the start."""
+        for camera in cameras:
+            self._child(self.frames_captured, camera)
+            self._child(self.frames_processed, camera)
+            self._child(self.frames_dropped, camera, "superseded")
+            self._child(self.frames_dropped, camera, "stale")
+            self._child(self.events, camera)
+            self.fps.setdefault(camera, FpsWindow())
+
+    def frame_captured(self, camera: str) -> None:
+        self._child(self.frames_captured, camera).inc()
+
+    def frame_dropped(self, camera: str, reason: DropReason) -> None:
+        self._child(self.frames_dropped, camera, reason).inc()
+
+    def frame_done(self, camera: str, times: StageTimes, event: bool, done: float) -> None:
+        self._child(self.frames_processed, camera).inc()
+        if event:
+            self._child(self.events, camera).inc()
+        for stage, ms in times.items():
+            self._stage_latency[stage].observe(ms / 1e3)
+            self.windows[stage].add(ms)
+        fps = self.fps.get(camera)
+        if fps is None:
+            fps = self.fps[camera] = FpsWindow()
+        fps.add(done)
+
+    def batch_done(self, size: int) -> None:
+        self.batch_size.observe(size)
+        self.batch_window.add(size)
+
+    # ------------------------------------------------------------------ stats
+
+    def stats(self, status: PipelineStatus) -> Stats:
+        """The stats snapshot: the pipeline's counters and these windows."""
+        return Stats.collect(status, self.windows, self.batch_window, self.fps)

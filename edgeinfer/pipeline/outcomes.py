@@ -1,23 +1,37 @@
-"""From a frame's detections to an event: per-camera filters, zones, the event policy, and the JSON
-and InfluxDB points that go to the store."""
+"""From a frame's detections to an outcome: per-camera filters and zones, the event policy, and the event
+JSON and InfluxDB points that go to the store. :class:`OutcomeBuilder` holds the per-camera parts; the
+stages call it on a worker thread, never on the event loop."""
 
 from __future__ import annotations
 
-import json
-from collections import Counter
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
 from edgeinfer.config import CameraConfig, MinIntervalPolicy
-from edgeinfer.detect.detections import Detections, label_of
+from edgeinfer.detect.detections import Detections
 from edgeinfer.lineprotocol import format_point
+from edgeinfer.pipeline.types import (
+    EVENT_STAGES,
+    ContextLookup,
+    DetectionEvent,
+    Outcome,
+    StageTimes,
+    rfc3339_ms,
+)
 from edgeinfer.sources.frame import Frame
-from edgeinfer.store.sqlite import EventRow
-from edgeinfer.timefmt import rfc3339_ms
 
-LATENCY_KEYS = ("e2e", "queue", "preprocess", "inference", "postprocess")
+__all__ = [
+    "CameraFilter",
+    "EventPolicy",
+    "Outcome",
+    "OutcomeBuilder",
+    "build_outcome",
+    "points_in_polygon",
+    "rfc3339_ms",
+]
+
+_POINT_FIELDS = tuple((stage.value, f"{stage.value}_ms") for stage in EVENT_STAGES)
 
 
 def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
@@ -59,19 +73,29 @@ class CameraFilter:
         return dets.select(keep)
 
 
+def class_signature(class_ids: np.ndarray | Sequence[int]) -> bytes:
+    """The multiset of class ids, canonical: per-class counts (``np.bincount``) as bytes."""
+    ids = np.asarray(class_ids, dtype=np.int64)
+    if ids.size and ids.min() < 0:  # no decoder makes these; sort instead of failing
+        return b"-" + np.sort(ids).tobytes()
+    return np.bincount(ids).tobytes()
+
+
 class EventPolicy:
-    """every_frame, on_change (the multiset of labels changed), or min_interval_s."""
+    """every_frame, on_change (the multiset of classes changed), or min_interval_s.
+
+    Stateful: call it for one camera's frames in their order, from one thread at a time."""
 
     def __init__(self, policy: str | MinIntervalPolicy) -> None:
         self._policy = policy
-        self._last_signature: tuple[tuple[str, int], ...] | None = None
+        self._last_signature: bytes | None = None
         self._last_emit_mono = -float("inf")
 
-    def should_emit(self, labels: list[str], mono: float) -> bool:
-        signature = tuple(sorted(Counter(labels).items()))
+    def should_emit(self, class_ids: np.ndarray | Sequence[int], mono: float) -> bool:
+        signature = class_signature(class_ids)
         changed = signature != self._last_signature
         self._last_signature = signature
-        if not labels:  # no event for an empty frame, but "gone" counts as a change for on_change
+        if not len(class_ids):  # no event for an empty frame, but "gone" counts as a change for on_change
             return False
         if self._policy == "every_frame":
             return True
@@ -84,14 +108,6 @@ class EventPolicy:
         return False
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What one processed frame produces for the store."""
-
-    event: EventRow | None
-    points: list[tuple[int, str]]
-
-
 def build_outcome(
     *,
     device: str,
@@ -99,52 +115,79 @@ def build_outcome(
     frame: Frame,
     dets: Detections,
     labels: list[str],
-    latency_ms: dict[str, float],
+    latency_ms: StageTimes,
     batch_size: int,
     emit: bool,
-    context: dict[str, Any] | None = None,
+    context: dict[str, object] | None = None,
 ) -> Outcome:
     """The event JSON (if emitted) and the InfluxDB points: ``inference`` always, ``detections`` with events."""
     ts = frame.wall_ns
     tags = {"device": device, "camera": frame.camera, "model": model}
-    points = [
-        (
-            ts,
-            format_point(
-                "inference",
-                tags,
-                {**{f"{k}_ms": round(latency_ms[k], 3) for k in LATENCY_KEYS}, "batch_size": batch_size},
-                ts,
-            ),
-        )
-    ]
+    fields: dict[str, float | int] = {key: round(latency_ms[stage], 3) for stage, key in _POINT_FIELDS}
+    fields["batch_size"] = batch_size
+    points = [(ts, format_point("inference", tags, fields, ts))]
     if not emit:
         return Outcome(None, points)
-    objects = dets.to_json(labels)
-    body: dict[str, Any] = {
-        "device": device,
-        "camera": frame.camera,
-        "seq": frame.seq,
-        "ts": rfc3339_ms(ts),
-        "model": model,
-        "detections": objects,
-        "latency_ms": {k: round(latency_ms[k], 3) for k in LATENCY_KEYS},
-        "batch_size": batch_size,
-    }
-    if context:
-        body["context"] = context
+    event = DetectionEvent(
+        device=device,
+        camera=frame.camera,
+        seq=frame.seq,
+        wall_ns=ts,
+        model=model,
+        detections=tuple(dets.to_json(labels)),
+        latency=latency_ms,
+        batch_size=batch_size,
+        context=context or None,
+    )
     by_label: dict[str, list[float]] = {}
-    for obj in objects:
+    for obj in event.detections:
         by_label.setdefault(obj["label"], []).append(obj["score"])
     for label, scores in sorted(by_label.items()):
-        fields = {
+        summary = {
             "count": len(scores),
             "max_score": max(scores),
             "mean_score": round(sum(scores) / len(scores), 4),
         }
-        points.append((ts, format_point("detections", {**tags, "label": label}, fields, ts)))
-    return Outcome(EventRow(frame.camera, ts, json.dumps(body, separators=(",", ":"))), points)
+        points.append((ts, format_point("detections", {**tags, "label": label}, summary, ts)))
+    return Outcome(event.row(), points)
 
 
-def labels_of(dets: Detections, labels: list[str]) -> list[str]:
-    return [label_of(labels, int(c)) for c in dets.class_id]
+class OutcomeBuilder:
+    """Every camera's filter, event policy and context series; builds each frame's :class:`Outcome`.
+
+    :meth:`filter` is pure. :meth:`build` advances the camera's event policy: call it for one camera's
+    frames in their order, from one thread at a time (the stages guarantee both)."""
+
+    def __init__(
+        self,
+        cameras: Sequence[CameraConfig],
+        *,
+        device: str,
+        labels: list[str],
+        model: str,
+        context: ContextLookup | None = None,
+    ) -> None:
+        self.device, self.labels, self.model = device, labels, model
+        self._context = context
+        self._filters = {c.name: CameraFilter(c, labels) for c in cameras}
+        self._policies = {c.name: EventPolicy(c.events) for c in cameras}
+        self._series = {c.name: list(c.context) for c in cameras}
+
+    def filter(self, camera: str, dets: Detections) -> Detections:
+        return self._filters[camera](dets)
+
+    def build(self, frame: Frame, dets: Detections, times: StageTimes, batch_size: int) -> Outcome:
+        emit = self._policies[frame.camera].should_emit(dets.class_id, frame.mono)
+        series = self._series[frame.camera]
+        context = self._context(series) if emit and series and self._context else None
+        return build_outcome(
+            device=self.device,
+            model=self.model,
+            frame=frame,
+            dets=dets,
+            labels=self.labels,
+            latency_ms=times,
+            batch_size=batch_size,
+            emit=emit,
+            context=context,
+        )

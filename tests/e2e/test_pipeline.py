@@ -1,9 +1,10 @@
-"""The daemon's pipeline end to end in-process: real bundled INT8 model, synthetic cameras, real store."""
+"""The daemon's pipeline end to end in-process: real bundled INT8 model, synthetic cameras, real store.
+
+A few real runs only; batching, fairness, drops, memory and stop conditions are covered fast and
+deterministically on a fake detector in tests/unit/test_pipeline*.py."""
 
 import asyncio
 import json
-import resource
-import statistics
 import urllib.error
 import urllib.request
 
@@ -44,34 +45,25 @@ def run(config, detector, **kw):
 
 def test_four_unlimited_cameras_batch_and_share_fairly(tmp_path, detector):
     config = synthetic_config(tmp_path, [{"events": "every_frame"}] * 4, max_batch_size=4, max_delay_ms=10)
-    daemon, summary = run(config, detector, duration=6)
+    daemon, summary = run(config, detector, max_frames=80)
     p = daemon.pipeline
-    assert summary.frames > 20
+    assert 80 <= summary.frames <= 83  # whole batches: the one that reaches 80 is the last
     assert p.frames_total / p.batches > 1.0  # mean batch size
     counts = sorted(p.processed.values())
     assert counts[0] >= 0.2 * counts[-1], p.processed
     # Everything processed is in the store, consistent with the counters.
     store = open_store(config)
     try:
-        assert store.count("points") >= summary.frames  # one inference point per processed frame
+        points = store.count("points")
         events = [json.loads(e.body) for e in store.events()]
     finally:
         store.close()
     assert len(events) == summary.events
+    # One inference point per processed frame, one detections point per label in each event.
+    assert points == summary.frames + sum(len({d["label"] for d in e["detections"]}) for e in events)
     for cam in p.processed:
         seqs = [e["seq"] for e in events if e["camera"] == cam]
         assert seqs == sorted(seqs)
-
-
-def test_lone_camera_at_5_fps_is_never_batched_and_barely_waits(tmp_path, detector):
-    config = synthetic_config(tmp_path, [{"fps": 5}], max_batch_size=4, max_delay_ms=50)
-    daemon, summary = run(config, detector, duration=5)
-    assert summary.frames >= 15
-    assert daemon.metrics.batch_window.values().max() == 1
-    queue = daemon.metrics.windows["queue"].values()
-    # Median, on purpose: one frame can always be unlucky on a shared machine. 2 ms is the issue's bar
-    # and 50 ms of max_delay would show up here if the lone camera ever waited for it.
-    assert statistics.median(queue) < 2.0, sorted(queue)
 
 
 def test_max_frames_stops_the_run(tmp_path, detector):
@@ -80,45 +72,20 @@ def test_max_frames_stops_the_run(tmp_path, detector):
     assert 30 <= summary.frames <= 31  # whole batches of 2: the one that reaches 30 is the last
 
 
-@pytest.mark.slow
-def test_overload_keeps_memory_flat_and_counts_drops(tmp_path):
-    """8 live-paced cameras at 30 fps on a model too slow for them: frames drop at the source."""
-    slow = open_detector("shapes-n", threads=1)
-    config = synthetic_config(tmp_path, [{"fps": 30}] * 8, max_batch_size=2, max_delay_ms=5)
-    daemon = Daemon(config, detector=slow, status_interval=60, duration=12)
-    samples = []
-
-    async def main():
-        async def sample():
-            while True:
-                await asyncio.sleep(1)
-                samples.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
-
-        sampler = asyncio.create_task(sample())
-        await daemon.run()
-        sampler.cancel()
-
-    asyncio.run(main())
-    slow.close()
-    dropped = sum(c["superseded"] + c["stale"] for c in daemon.pipeline.batcher.counters().values())
-    assert dropped > 0
-    # After warm-up (interpreters per batch size, first frames), peak RSS stops growing: 8 cameras x a few
-    # 640x480 frames is ~7 MiB; allow 32 MiB of allocator noise over the last 8 seconds.
-    assert samples[-1] - samples[3] < 32 * 1024, samples
-
-
 def test_http_metrics_health_and_readiness(tmp_path, detector):
     config = synthetic_config(tmp_path, [{"fps": 20}], max_batch_size=2)
     config = config.model_copy(update={"http": HTTPConfig(listen="127.0.0.1:0")})
-    daemon = Daemon(config, detector=detector, status_interval=60, duration=4)
+    daemon = Daemon(config, detector=detector, status_interval=60, duration=30)
     seen = {}
 
     async def main():
         async def probe():
-            await asyncio.sleep(2.5)
+            while daemon.http is None or daemon.pipeline.frames_total < 3:  # noqa: ASYNC110 (polls)
+                await asyncio.sleep(0.05)
             port = daemon.http.port
             for path in ("/metrics", "/healthz", "/readyz", "/nope"):
                 seen[path] = await asyncio.to_thread(fetch, f"http://127.0.0.1:{port}{path}")
+            daemon.stop.set()
 
         prober = asyncio.create_task(probe())
         await daemon.run()

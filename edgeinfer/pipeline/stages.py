@@ -1,0 +1,211 @@
+"""The three stages, linked by small bounded queues, so the next batch is preprocessed while the current
+one is in the runtime and the previous one is being decoded:
+
+    prepare (cpu thread)  --q(1)-->  infer (the infer thread)  --q(2)-->  finish (cpu thread)  --> deliver
+
+Decode, filters, the event policy and the outcome (event JSON, line protocol) all run on a worker
+thread; the event loop only routes jobs and hands finished outcomes on.
+
+A single frame that finds the runtime idle (a camera at its own pace, not a backlog) skips the hand-offs:
+prepare, infer and decode run in one call on the infer thread, since each hop costs more than the work
+it would overlap (~0.5 ms against 0.1-0.3 ms of prepare or decode for one frame). Its outcome is built
+there too when no earlier job of its camera is still unfinished; otherwise on the cpu thread in job
+order. Either way a camera's outcomes are built, and delivered, in the order of its frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgeinfer.detect.detections import Detections
+from edgeinfer.pipeline.outcomes import OutcomeBuilder
+from edgeinfer.pipeline.types import DetectorLike, Outcome, StageTimes
+from edgeinfer.sources.frame import Frame
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A job's results, one per frame in the frames' order; ``done``: the clock when they were ready."""
+
+    frames: tuple[Frame, ...]
+    outcomes: tuple[Outcome, ...]
+    times: tuple[StageTimes, ...]
+    done: float
+
+
+@dataclass(slots=True)
+class Job:
+    frames: list[Frame]
+    dispatched: float
+    inline: bool = False  # prepare and decode on the infer thread (a single frame, idle runtime)
+    build_inline: bool = False  # ... and build the outcome there (no earlier job of its camera pending)
+    prepared: Any = None
+    prep_s: float = 0.0
+    infer_s: float = 0.0
+    decode_s: float = 0.0
+    results: list[Detections] | None = None
+    finished: Finished | None = None
+    cameras: Counter[str] = field(default_factory=Counter)
+
+
+class Stages:
+    """Runs batches through ``detector`` and ``builder``; :meth:`run` returns when the batches end."""
+
+    def __init__(
+        self,
+        detector: DetectorLike[Any],
+        builder: OutcomeBuilder,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.detector, self.builder, self._clock = detector, builder, clock
+        self._cpu = ThreadPoolExecutor(1, thread_name_prefix="edgeinfer.cpu")
+        self._infer = ThreadPoolExecutor(1, thread_name_prefix="edgeinfer.infer")
+        self._infer_busy = False
+        self._unfinished: Counter[str] = Counter()  # per camera: frames dispatched, outcome not built
+        self.jobs = 0
+        self.inline_jobs = 0
+
+    async def run(
+        self,
+        next_batch: Callable[[], Awaitable[list[Frame]]],
+        deliver: Callable[[Finished], Awaitable[None]],
+        *,
+        taken: Callable[[list[Frame]], None] = lambda frames: None,
+        stop: asyncio.Event | None = None,
+        max_frames: int | None = None,
+    ) -> None:
+        """Take batches until ``next_batch`` gives an empty one, ``stop`` is set or ``max_frames`` were
+        taken; every batch taken is finished and delivered before this returns."""
+        stop = stop or asyncio.Event()
+        infer_q: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=1)
+        finish_q: asyncio.Queue[tuple[Job, np.ndarray] | None] = asyncio.Queue(maxsize=2)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(
+                    self._prepare_loop(next_batch, taken, stop, max_frames, infer_q), name="edgeinfer.prepare"
+                )
+                tg.create_task(self._infer_loop(infer_q, finish_q), name="edgeinfer.infer")
+                tg.create_task(self._finish_loop(finish_q, deliver), name="edgeinfer.finish")
+        finally:
+            self._cpu.shutdown(wait=False)
+            self._infer.shutdown(wait=False)
+
+    async def _prepare_loop(
+        self,
+        next_batch: Callable[[], Awaitable[list[Frame]]],
+        taken: Callable[[list[Frame]], None],
+        stop: asyncio.Event,
+        max_frames: int | None,
+        infer_q: asyncio.Queue[Job | None],
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        count = 0
+        try:
+            while not stop.is_set():
+                if max_frames is not None and count >= max_frames:
+                    break  # --max-frames: take no more; what is in flight still finishes
+                frames = await next_batch()
+                if not frames:
+                    break
+                count += len(frames)
+                taken(frames)
+                job = Job(frames, self._clock(), cameras=Counter(f.camera for f in frames))
+                self.jobs += 1
+                if len(frames) == 1 and not self._infer_busy and infer_q.empty():
+                    job.inline = True
+                    job.build_inline = not self._unfinished[frames[0].camera]
+                    self.inline_jobs += 1
+                else:
+                    job.prepared = await loop.run_in_executor(
+                        self._cpu, self.detector.prepare, [f.image for f in frames]
+                    )
+                    job.prep_s = self._clock() - job.dispatched
+                self._unfinished.update(job.cameras)
+                await infer_q.put(job)
+        finally:
+            await infer_q.put(None)
+
+    async def _infer_loop(
+        self, infer_q: asyncio.Queue[Job | None], finish_q: asyncio.Queue[tuple[Job, np.ndarray] | None]
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while (job := await infer_q.get()) is not None:
+                self._infer_busy = True
+                try:
+                    raw = await loop.run_in_executor(self._infer, self._run_job, job)
+                finally:
+                    self._infer_busy = False
+                await finish_q.put((job, raw))
+        finally:
+            await finish_q.put(None)
+
+    def _run_job(self, job: Job) -> np.ndarray:
+        """On the infer thread: the runtime call, plus prepare, decode (and the outcome) inline."""
+        if job.inline:
+            start = self._clock()
+            job.prepared = self.detector.prepare([f.image for f in job.frames])
+            job.prep_s = self._clock() - start
+        start = self._clock()
+        raw = self.detector.infer(job.prepared)
+        job.infer_s = self._clock() - start
+        if job.inline:
+            start = self._clock()
+            job.results = self._decode(job, raw)
+            job.decode_s = self._clock() - start
+            if job.build_inline:
+                job.finished = self._build(job, start)
+        return raw
+
+    async def _finish_loop(
+        self,
+        finish_q: asyncio.Queue[tuple[Job, np.ndarray] | None],
+        deliver: Callable[[Finished], Awaitable[None]],
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        while (item := await finish_q.get()) is not None:
+            job, raw = item
+            if job.finished is None:
+                post_start = self._clock() - job.decode_s
+                job.finished = await loop.run_in_executor(self._cpu, self._finish, job, raw, post_start)
+            self._unfinished.subtract(job.cameras)
+            await deliver(job.finished)
+
+    def _finish(self, job: Job, raw: np.ndarray, post_start: float) -> Finished:
+        """On the cpu thread: decode (unless done inline) and build the outcomes."""
+        if job.results is None:
+            job.results = self._decode(job, raw)
+        return self._build(job, post_start)
+
+    def _decode(self, job: Job, raw: np.ndarray) -> list[Detections]:
+        decoded = self.detector.decode(raw, job.prepared)
+        return [self.builder.filter(f.camera, d) for f, d in zip(job.frames, decoded, strict=True)]
+
+    def _build(self, job: Job, post_start: float) -> Finished:
+        assert job.results is not None
+        done = self._clock()
+        size = len(job.frames)
+        times = tuple(
+            StageTimes(
+                queue=(job.dispatched - frame.mono) * 1e3,
+                preprocess=job.prep_s * 1e3,
+                inference=job.infer_s * 1e3,
+                postprocess=(done - post_start) * 1e3,
+                e2e=(done - frame.mono) * 1e3,
+            )
+            for frame in job.frames
+        )
+        outcomes = tuple(
+            self.builder.build(frame, dets, t, size)
+            for frame, dets, t in zip(job.frames, job.results, times, strict=True)
+        )
+        return Finished(tuple(job.frames), outcomes, times, done)

@@ -1,0 +1,209 @@
+"""The stages on their own: a fake detector that advances a fake clock instead of sleeping, batches from a
+script. Stage times come out exact; which thread does what, and in which order, is checked directly."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from edgeinfer.config import CameraConfig
+from edgeinfer.detect.detections import Detections
+from edgeinfer.pipeline.outcomes import OutcomeBuilder
+from edgeinfer.pipeline.stages import Finished, Stages
+from edgeinfer.sources.frame import Frame
+
+LABELS = ["circle", "square"]
+CPU, INFER = "edgeinfer.cpu_0", "edgeinfer.infer_0"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
+
+
+class ClockDetector:
+    """prepare, infer and decode take 1, 5 and 2 ms of fake time; each image's pixel [0, 0, 0] is the
+    class id of the one detection it gets. Records the thread of every call."""
+
+    labels = LABELS
+    info = SimpleNamespace(name="fake", backend="fake")
+
+    def __init__(self, clock: FakeClock, gate: threading.Event | None = None) -> None:
+        self.clock = clock
+        self.calls: list[tuple[str, int, str]] = []
+        self.gate = gate  # when set: decoding a batch of 2 waits for it
+        self.gated = threading.Event()  # ... and this says it is waiting
+
+    def _call(self, name: str, n: int, seconds: float) -> None:
+        self.calls.append((name, n, threading.current_thread().name))
+        self.clock.advance(seconds)
+
+    def prepare(self, images):
+        self._call("prepare", len(images), 0.001)
+        return np.array([int(image[0, 0, 0]) for image in images])
+
+    def infer(self, prepared):
+        self._call("infer", len(prepared), 0.005)
+        return prepared.copy()
+
+    def decode(self, raw, prepared):
+        if self.gate is not None and len(raw) == 2:
+            self.gated.set()
+            assert self.gate.wait(5)
+        self._call("decode", len(raw), 0.002)
+        return [
+            Detections(np.array([[0, 0, 4, 4]], np.float32), np.array([0.9], np.float32), np.array([c]))
+            for c in raw.tolist()
+        ]
+
+
+class RecordingBuilder(OutcomeBuilder):
+    """Notes the thread each outcome is built on (and which frame it was)."""
+
+    def __init__(self, cameras=("a", "b"), events="every_frame") -> None:
+        configs = [CameraConfig(name=n, source=0, events=events, context=["sensors/x"]) for n in cameras]
+        super().__init__(configs, device="box", labels=LABELS, model="fake", context=self.context)
+        self.threads: list[tuple[str, int, str]] = []
+        self.context_threads: list[str] = []
+
+    def context(self, series: list[str]) -> dict[str, object]:
+        self.context_threads.append(threading.current_thread().name)
+        return {s: 1.5 for s in series}
+
+    def build(self, frame, dets, times, batch_size):
+        self.threads.append((frame.camera, frame.seq, threading.current_thread().name))
+        return super().build(frame, dets, times, batch_size)
+
+
+def frame(camera: str, seq: int, mono: float, cls: int = 0) -> Frame:
+    image = np.zeros((4, 4, 3), np.uint8)
+    image[0, 0, 0] = cls
+    return Frame(camera, seq, image, 1_764_201_600_000_000_000 + seq, mono)
+
+
+def test_stage_times_are_exact_and_the_loop_only_routes():
+    """One job at a time: a single frame goes inline (all on the infer thread), a pair goes through the
+    cpu thread for prepare and finish. Outcomes are built where decode runs, never on the loop."""
+    clock = FakeClock()
+    detector = ClockDetector(clock)
+    builder = RecordingBuilder()
+    stages = Stages(detector, builder, clock=clock)
+    script = [[("a", 0)], [("a", 1), ("b", 0)], [("b", 1)]]
+    delivered: list[Finished] = []
+    out = asyncio.Event()
+
+    async def next_batch():
+        while len(delivered) < 3 - len(script):  # lock step: the next batch once the last one is out
+            out.clear()
+            await out.wait()
+        if not script:
+            return []
+        # Each frame waited 3 ms for its batch.
+        return [frame(cam, seq, clock.now - 0.003) for cam, seq in script.pop(0)]
+
+    async def deliver(finished: Finished) -> None:
+        delivered.append(finished)
+        out.set()
+
+    async def main():
+        await stages.run(next_batch, deliver)
+        return threading.current_thread().name
+
+    loop_thread = asyncio.run(main())
+    assert [[(f.camera, f.seq) for f in d.frames] for d in delivered] == [
+        [("a", 0)],
+        [("a", 1), ("b", 0)],
+        [("b", 1)],
+    ]
+    for d in delivered:
+        for t in d.times:
+            assert (t.queue, t.preprocess, t.inference, t.postprocess, t.e2e) == pytest.approx(
+                (3.0, 1.0, 5.0, 2.0, 11.0)
+            )
+    assert detector.calls == [
+        ("prepare", 1, INFER),
+        ("infer", 1, INFER),
+        ("decode", 1, INFER),
+        ("prepare", 2, CPU),
+        ("infer", 2, INFER),
+        ("decode", 2, CPU),
+        ("prepare", 1, INFER),
+        ("infer", 1, INFER),
+        ("decode", 1, INFER),
+    ]
+    assert builder.threads == [("a", 0, INFER), ("a", 1, CPU), ("b", 0, CPU), ("b", 1, INFER)]
+    assert builder.context_threads == [INFER, CPU, CPU, INFER]  # every frame had an event
+    assert loop_thread not in builder.context_threads
+    assert (stages.jobs, stages.inline_jobs) == (3, 2)
+    event = delivered[1].outcomes[1].event
+    assert event is not None and event.camera == "b"
+    assert '"latency_ms":{"e2e":11.0,"queue":3.0,"preprocess":1.0,"inference":5.0,"postprocess":2.0}' in (
+        event.body
+    )
+
+
+def test_inline_frame_behind_an_unfinished_job_of_its_camera_is_built_after_it():
+    """a1 finds the runtime idle (inline) while a0 is still being decoded on the cpu thread: a1's outcome
+    must wait its turn there, so a camera's event policy sees its frames in order."""
+    clock = FakeClock()
+    gate = threading.Event()
+    detector = ClockDetector(clock, gate)
+    builder = RecordingBuilder(events="on_change")
+    # on_change, circles only: in order a1 is no change (no event); built before a0, a1 would get it.
+    stages = Stages(detector, builder, clock=clock)
+    delivered: list[Finished] = []
+    step = 0
+
+    async def next_batch():
+        nonlocal step
+        step += 1
+        if step == 1:
+            return [frame("a", 0, clock.now, cls=0), frame("b", 0, clock.now, cls=0)]
+        if step == 2:
+            assert await asyncio.to_thread(detector.gated.wait, 5)  # a0/b0 are in decode
+            return [frame("a", 1, clock.now, cls=0)]
+        gate.set()
+        return []
+
+    async def deliver(finished: Finished) -> None:
+        delivered.append(finished)
+
+    asyncio.run(asyncio.wait_for(stages.run(next_batch, deliver), 10))
+    assert [[(f.camera, f.seq) for f in d.frames] for d in delivered] == [[("a", 0), ("b", 0)], [("a", 1)]]
+    assert (stages.jobs, stages.inline_jobs) == (2, 1)
+    assert ("prepare", 1, INFER) in detector.calls and ("decode", 1, INFER) in detector.calls
+    assert builder.threads == [("a", 0, CPU), ("b", 0, CPU), ("a", 1, CPU)]  # a1 after a0, on the cpu
+    assert [o.event is not None for d in delivered for o in d.outcomes] == [True, True, False]
+
+
+def test_max_frames_takes_no_more_but_finishes_what_it_took():
+    clock = FakeClock()
+    stages = Stages(ClockDetector(clock), RecordingBuilder(), clock=clock)
+    taken: list[int] = []
+    delivered: list[Finished] = []
+    seq = 0
+
+    async def next_batch():
+        nonlocal seq
+        await asyncio.sleep(0)
+        seq += 2
+        return [frame("a", seq - 2, clock.now), frame("b", seq - 2, clock.now)]
+
+    async def deliver(finished: Finished) -> None:
+        delivered.append(finished)
+
+    asyncio.run(stages.run(next_batch, deliver, taken=lambda f: taken.append(len(f)), max_frames=5))
+    assert taken == [2, 2, 2]  # the batch that reaches 5 is the last one taken
+    assert sum(len(d.frames) for d in delivered) == 6
