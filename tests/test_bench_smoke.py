@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,17 @@ pytest.importorskip("psutil")
 pytest.importorskip("tqdm")
 
 PCTS = ("p50", "p90", "p95", "p99", "max")
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """main() configures logging for a process (a handler on the stderr of the moment); undo it so later
+    tests do not log into this test's closed capture stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def _positive(value: object) -> bool:

@@ -64,7 +64,9 @@ def test_a_failing_commit_is_retried_until_the_store_recovers(flaky, caplog):
     with caplog.at_level(logging.WARNING, logger="edgeinfer.store.writer"):
         metrics, writer = asyncio.run(main())
     assert not writer.failing
-    assert [json.loads(b)["seq"] for b in flaky.events()] == list(range(10))  # each exactly once, in order
+    assert [json.loads(e.body)["seq"] for e in flaky.events()] == list(
+        range(10)
+    )  # each exactly once, in order
     assert flaky.count("points") == 10
     assert writer.events_written == 10
     assert flaky.attempts >= 4
