@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 
+from edgeinfer.detect.backends.names import BACKEND_NAMES
 from edgeinfer.detect.detector import open_detector
 from edgeinfer.draw import annotate
 from edgeinfer.errors import EdgeInferError, SourceError
@@ -22,9 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     parser.add_argument(
         "--model", default="bundled", help="bundled (default) or a .tflite/.onnx/.engine file"
     )
-    parser.add_argument(
-        "--backend", default="auto", choices=["auto", "litert", "tflite", "onnxruntime", "tensorrt"]
-    )
+    parser.add_argument("--backend", default="auto", choices=BACKEND_NAMES)
     parser.add_argument("--labels", type=Path, help="class names: text (one per line) or YAML with names:")
     parser.add_argument("--conf", type=float, default=0.25)
     parser.add_argument("--iou", type=float, default=0.45)

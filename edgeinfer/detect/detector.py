@@ -17,7 +17,8 @@ import numpy as np
 
 from edgeinfer.config import DetectorConfig
 from edgeinfer.detect.assets import resolve_model
-from edgeinfer.detect.backends import Backend, open_backend
+from edgeinfer.detect.backends import open_backend
+from edgeinfer.detect.backends.base import Backend
 from edgeinfer.detect.detections import Detections
 from edgeinfer.detect.modelmeta import load_labels, names_from_metadata, parse_value, sha256_file
 from edgeinfer.detect.preprocess import InputWriter, Letterbox
@@ -197,13 +198,7 @@ def open_detector(
             f"{path.name}: the model has {num_classes} classes but {len(names)} names were given"
         )
 
-    # Ultralytics normalises boxes to [0, 1] in TFLite exports only; ONNX and TensorRT give input pixels.
-    # litert-torch (NCHW) end2end outputs are post-NMS input pixels; onnx2tf (NHWC) normalises even those.
-    normalized = (
-        rt.name in ("litert", "tflite_runtime") and not (out_layout == "end2end" and in_layout == "NCHW")
-        if boxes == "auto"
-        else boxes == "normalized"
-    )
+    normalized = rt.normalized_boxes(out_layout, in_layout) if boxes == "auto" else boxes == "normalized"
     # Ultralytics exports take RGB; so does the bundled model. Config can say otherwise.
     rgb = channels != "BGR"
     out = rt.outputs[output_index]
