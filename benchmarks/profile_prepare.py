@@ -19,8 +19,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edgeinfer.config import SyntheticSourceConfig
-from edgeinfer.detect.detector import open_detector
+from edgeinfer.config import DetectorConfig, SyntheticSourceConfig
+from edgeinfer.detect.build import open_detector
 from edgeinfer.detect.preprocess import Letterbox, input_lut, letterbox
 from edgeinfer.sources.synthetic import SyntheticReader
 
@@ -43,7 +43,7 @@ def main() -> int:
     reader = SyntheticReader(SyntheticSourceConfig(type="synthetic", prerender=1))
     image = reader.read()
     assert image is not None
-    det = open_detector(args.model)
+    det = open_detector(DetectorConfig(model=args.model))
     in_h, in_w = det.info.input_hw
     inp = det.backend.input
     lut = input_lut(inp.dtype, inp.scale, inp.zero_point)

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import cv2
 
+from edgeinfer.config import DetectorConfig
 from edgeinfer.detect.backends.names import BACKEND_NAMES
-from edgeinfer.detect.detector import open_detector
+from edgeinfer.detect.build import open_detector
 from edgeinfer.draw import annotate
 from edgeinfer.errors import EdgeInferError, SourceError
 
@@ -47,13 +48,17 @@ def iter_images(inputs: list[str]) -> Iterator[Path]:
 
 def run(args: argparse.Namespace) -> int:
     detector = open_detector(
-        args.model,
-        backend=args.backend,
-        threads=args.threads,
-        conf=args.conf,
-        iou=args.iou,
-        max_det=args.max_det,
-        labels=args.labels,
+        DetectorConfig().model_copy(
+            update={
+                "model": args.model,
+                "backend": args.backend,
+                "threads": args.threads,
+                "conf": args.conf,
+                "iou": args.iou,
+                "max_det": args.max_det,
+                "labels": args.labels,
+            }
+        )
     )
     if args.save:
         args.save.mkdir(parents=True, exist_ok=True)

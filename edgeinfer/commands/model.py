@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edgeinfer.config import DetectorConfig
 from edgeinfer.detect.backends.base import TensorInfo
-from edgeinfer.detect.detector import open_detector
+from edgeinfer.detect.build import open_detector
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -38,7 +39,7 @@ def _tensor(t: TensorInfo) -> dict[str, Any]:
 
 
 def describe(path: str, labels: Path | None = None) -> dict[str, Any]:
-    detector = open_detector(path, labels=labels)
+    detector = open_detector(DetectorConfig().model_copy(update={"model": path, "labels": labels}))
     info = detector.info
     return {
         "file": str(info.path),

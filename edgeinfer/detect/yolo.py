@@ -99,7 +99,6 @@ class YoloDecoder:
     def __init__(
         self,
         layout: Layout,
-        num_classes: int,
         quant: OutputQuant,
         *,
         input_hw: tuple[int, int],
@@ -108,7 +107,7 @@ class YoloDecoder:
         iou: float,
         max_det: int,
     ) -> None:
-        self.layout, self.num_classes, self.quant = layout, num_classes, quant
+        self.layout, self.quant = layout, quant
         self.conf, self.iou, self.max_det = conf, iou, max_det
         in_h, in_w = input_hw
         self._box_scale = np.array([in_w, in_h, in_w, in_h], np.float32) if normalized else None

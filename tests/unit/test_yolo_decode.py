@@ -24,9 +24,9 @@ def v8_output(objects, nc=3, normalized=True):
     return out
 
 
-def decoder(layout, nc=3, quant=FLOAT, normalized=True, conf=0.25):
+def decoder(layout, quant=FLOAT, normalized=True, conf=0.25):
     return YoloDecoder(
-        layout, nc, quant, input_hw=(IN, IN), normalized=normalized, conf=conf, iou=0.45, max_det=100
+        layout, quant, input_hw=(IN, IN), normalized=normalized, conf=conf, iou=0.45, max_det=100
     )
 
 
