@@ -14,8 +14,7 @@ from edgeinfer.detect.backends.names import BACKEND_NAMES
 from edgeinfer.detect.build import open_detector
 from edgeinfer.draw import annotate
 from edgeinfer.errors import EdgeInferError, SourceError
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+from edgeinfer.sources.images import IMAGE_SUFFIXES
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -1,8 +1,7 @@
 """A detector: one backend + letterbox/quantize preprocessing + YOLO decoding, assembled once.
 
 The three stages are separate so the pipeline can overlap them: ``prepare`` and ``decode`` are pure
-functions of their inputs (safe on any thread); ``infer`` must run on the detector's single worker thread.
-Build one with :func:`edgeinfer.detect.build.open_detector`.
+functions of their inputs (safe on any thread); ``infer`` must run on the detector's single worker thread. Build one with :func:`edgeinfer.detect.build.open_detector`.
 """
 
 from __future__ import annotations
@@ -13,21 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import cv2
 import numpy as np
 
 from edgeinfer.detect.backends.base import Backend, InputLayout
 from edgeinfer.detect.detections import Detections
-from edgeinfer.detect.preprocess import InputWriter, Letterbox
+from edgeinfer.detect.preprocess import InputWriter, Prepared, Preprocessor
 from edgeinfer.detect.yolo import Layout, YoloDecoder
 
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A batch ready for the runtime, with each image's letterbox to map boxes back."""
-
-    tensor: np.ndarray
-    boxes: tuple[Letterbox, ...]
+__all__ = ["Detector", "ModelInfo", "Prepared"]
 
 
 @dataclass(frozen=True)
@@ -61,26 +53,14 @@ class Detector:
         self.labels = info.labels
         self._output_index = output_index
         inp = backend.input
-        self._writer = InputWriter(inp.dtype, inp.scale, inp.zero_point, rgb=info.channels == "RGB")
-        self._nchw = info.input_layout == "NCHW"
+        writer = InputWriter(inp.dtype, inp.scale, inp.zero_point, rgb=info.channels == "RGB")
+        self._preprocessor = Preprocessor(info.input_hw, writer, nchw=info.input_layout == "NCHW")
 
     # ------------------------------------------------------------ stages
 
     def prepare(self, images: Sequence[np.ndarray]) -> Prepared:
-        in_h, in_w = self.info.input_hw
-        tensor = np.empty((len(images), in_h, in_w, 3), dtype=self._writer.dtype)
-        tensor[...] = self._writer.pad  # the letterbox bars, already in the input's domain
-        boxes = []
-        for i, image in enumerate(images):
-            box = Letterbox.fit(image.shape[0], image.shape[1], in_h, in_w)
-            if (box.new_w, box.new_h) != (image.shape[1], image.shape[0]):
-                image = cv2.resize(image, (box.new_w, box.new_h), interpolation=cv2.INTER_LINEAR)
-            region = tensor[i, box.pad_top : box.pad_top + box.new_h, box.pad_left : box.pad_left + box.new_w]
-            self._writer.write(image, region)
-            boxes.append(box)
-        if self._nchw:
-            tensor = np.ascontiguousarray(tensor.transpose(0, 3, 1, 2))
-        return Prepared(tensor, tuple(boxes))
+        """Letterbox and quantize a batch of BGR uint8 images into an input tensor."""
+        return self._preprocessor.prepare(images)
 
     def infer(self, prepared: Prepared) -> np.ndarray:
         """Run the runtime; returns the raw detection output for the whole batch."""

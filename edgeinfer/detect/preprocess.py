@@ -2,11 +2,14 @@
 
 Quantization is fused with the /255 normalisation and the channel swap into one lookup table per model:
 ``lut[pixel]`` is the value the input tensor wants for a uint8 pixel, whatever its dtype, scale and zero
-point. One ``np.take`` per image does normalise + quantize + BGR->RGB.
+point. One ``np.take`` per image does normalise + quantize + BGR->RGB (:class:`InputWriter` has exact
+shortcuts for the two common INT8 layouts). :class:`Preprocessor` is the one letterbox: it places each image
+of a batch into the model's input tensor.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -51,24 +54,6 @@ class Letterbox:
         out[:, [0, 2]] = out[:, [0, 2]] * (self.new_w / self.width) + self.pad_left
         out[:, [1, 3]] = out[:, [1, 3]] * (self.new_h / self.height) + self.pad_top
         return out
-
-
-def letterbox(
-    image: np.ndarray, in_h: int, in_w: int, out: np.ndarray | None = None
-) -> tuple[np.ndarray, Letterbox]:
-    """Resize keeping the aspect ratio and pad to (in_h, in_w) with grey. Returns (canvas, geometry)."""
-    h, w = image.shape[:2]
-    box = Letterbox.fit(h, w, in_h, in_w)
-    canvas = out if out is not None else np.empty((in_h, in_w, 3), np.uint8)
-    if (box.new_w, box.new_h) != (w, h):
-        image = cv2.resize(image, (box.new_w, box.new_h), interpolation=cv2.INTER_LINEAR)
-    top, left = box.pad_top, box.pad_left
-    canvas[:top] = PAD_VALUE
-    canvas[top + box.new_h :] = PAD_VALUE
-    canvas[top : top + box.new_h, :left] = PAD_VALUE
-    canvas[top : top + box.new_h, left + box.new_w :] = PAD_VALUE
-    canvas[top : top + box.new_h, left : left + box.new_w] = image
-    return canvas, box
 
 
 def input_lut(dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
@@ -125,3 +110,37 @@ def dequantize(values: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     if scale <= 0 or not np.issubdtype(values.dtype, np.integer):
         return values.astype(np.float32, copy=False)
     return (values.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
+
+
+# --------------------------------------------------------------------------- the input tensor
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A batch ready for the runtime, with each image's letterbox to map boxes back."""
+
+    tensor: np.ndarray
+    boxes: tuple[Letterbox, ...]
+
+
+class Preprocessor:
+    """Letterboxes a batch of BGR uint8 images into the model's input tensor (NHWC, or NCHW by a copy)."""
+
+    def __init__(self, input_hw: tuple[int, int], writer: InputWriter, *, nchw: bool) -> None:
+        self.input_hw, self.writer, self.nchw = input_hw, writer, nchw
+
+    def prepare(self, images: Sequence[np.ndarray]) -> Prepared:
+        in_h, in_w = self.input_hw
+        tensor = np.empty((len(images), in_h, in_w, 3), dtype=self.writer.dtype)
+        tensor[...] = self.writer.pad  # the letterbox bars, already in the input's domain
+        boxes = []
+        for i, image in enumerate(images):
+            box = Letterbox.fit(image.shape[0], image.shape[1], in_h, in_w)
+            if (box.new_w, box.new_h) != (image.shape[1], image.shape[0]):
+                image = cv2.resize(image, (box.new_w, box.new_h), interpolation=cv2.INTER_LINEAR)
+            region = tensor[i, box.pad_top : box.pad_top + box.new_h, box.pad_left : box.pad_left + box.new_w]
+            self.writer.write(image, region)
+            boxes.append(box)
+        if self.nchw:
+            tensor = np.ascontiguousarray(tensor.transpose(0, 3, 1, 2))
+        return Prepared(tensor, tuple(boxes))

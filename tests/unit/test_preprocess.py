@@ -9,11 +9,16 @@ from edgeinfer.detect.preprocess import (
     PAD_VALUE,
     InputWriter,
     Letterbox,
+    Preprocessor,
     dequantize,
     input_lut,
-    letterbox,
     quantize_threshold,
 )
+
+
+def canvases(nchw: bool = False) -> Preprocessor:
+    """The letterbox alone: uint8 pixels as they are (the identity table), BGR kept."""
+    return Preprocessor((320, 320), InputWriter(np.dtype(np.uint8), 1 / 255, 0, rgb=False), nchw=nchw)
 
 
 @given(
@@ -36,7 +41,8 @@ def test_letterbox_round_trip(h, w, x1, y1, bw, bh):
 )
 def test_letterbox_pads_with_grey_around_the_centred_image(h, w, pad_top, pad_left):
     image = np.full((h, w, 3), 7, np.uint8)
-    canvas, box = letterbox(image, 320, 320)
+    prepared = canvases().prepare([image])
+    canvas, box = prepared.tensor[0], prepared.boxes[0]
     assert (box.pad_top, box.pad_left) == (pad_top, pad_left)
     assert canvas.shape == (320, 320, 3)
     if pad_top:
