@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
+from edgeinfer.detect.nms import nms
 from edgeinfer.detect.preprocess import Letterbox
-from edgeinfer.detect.yolo import OutputQuant, YoloDecoder, anchor_count, nms, recognise_layout
+from edgeinfer.detect.yolo import OutputQuant, YoloDecoder, anchor_count, recognise_layout
 from edgeinfer.errors import ModelError
 
 IN = 320
