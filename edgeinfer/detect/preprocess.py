@@ -9,8 +9,9 @@ of a batch into the model's input tensor.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -29,24 +30,38 @@ class Letterbox:
     new_h: int
     width: int
     height: int
+    # to_original's affine map as float32 rows over (x1, y1, x2, y2): offset, gain, upper bound.
+    _offset: np.ndarray = field(init=False, repr=False, compare=False)
+    _gain: np.ndarray = field(init=False, repr=False, compare=False)
+    _limit: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Per-axis gain of the rounded resize, as Ultralytics >= 8.4 scale_boxes (exact inverse of the resize).
+        rows = {
+            "_offset": (self.pad_left, self.pad_top),
+            "_gain": (self.new_w / self.width, self.new_h / self.height),
+            "_limit": (self.width, self.height),
+        }
+        for name, (x, y) in rows.items():
+            row = np.array([x, y, x, y], np.float32)
+            row.flags.writeable = False  # shared: fit() hands the same Letterbox to every frame of a size
+            object.__setattr__(self, name, row)
 
     @classmethod
     def fit(cls, height: int, width: int, in_h: int, in_w: int) -> Letterbox:
-        # Same arithmetic as Ultralytics' LetterBox(auto=False, center=True), so user models see the input
-        # they were trained on.
-        r = min(in_h / height, in_w / width)
-        new_w, new_h = round(width * r), round(height * r)
-        dw, dh = (in_w - new_w) / 2, (in_h - new_h) / 2
-        return cls(r, round(dw - 0.1), round(dh - 0.1), new_w, new_h, width, height)
+        """The placement of a (height, width) image; cached, since a camera keeps its frame size."""
+        return _fit(height, width, in_h, in_w)
 
     def to_original(self, xyxy: np.ndarray) -> np.ndarray:
-        """Map boxes from model-input pixels back to original-image pixels, clipped to the image."""
-        out = np.empty_like(xyxy, dtype=np.float32)
-        # Per-axis gain of the rounded resize, as Ultralytics >= 8.4 scale_boxes (exact inverse of the resize).
-        gx, gy = self.new_w / self.width, self.new_h / self.height
-        out[:, [0, 2]] = np.clip((xyxy[:, [0, 2]] - self.pad_left) / gx, 0, self.width)
-        out[:, [1, 3]] = np.clip((xyxy[:, [1, 3]] - self.pad_top) / gy, 0, self.height)
-        return out
+        """Map float32 boxes from model-input pixels back to original-image pixels, clipped to the image."""
+        # The same float32 operations as the column pairs (x - pad) / gain, clipped to [0, size], as four
+        # ufuncs over the whole (N, 4) block with per-column rows, in place. maximum(0, x), with 0 first:
+        # numpy returns the second operand on a tie, so a -0.0 stays -0.0 as np.clip(x, 0, size) keeps it
+        # (test_to_original_is_bit_identical_to_the_columnwise_mapping checks it bit for bit).
+        out = np.subtract(xyxy, self._offset, dtype=np.float32)
+        np.divide(out, self._gain, out=out)
+        np.maximum(0, out, out=out)
+        return np.minimum(out, self._limit, out=out)
 
     def to_input(self, xyxy: np.ndarray) -> np.ndarray:
         """Original-image pixels to model-input pixels (the forward mapping; used by tests)."""
@@ -54,6 +69,16 @@ class Letterbox:
         out[:, [0, 2]] = out[:, [0, 2]] * (self.new_w / self.width) + self.pad_left
         out[:, [1, 3]] = out[:, [1, 3]] * (self.new_h / self.height) + self.pad_top
         return out
+
+
+@functools.lru_cache(maxsize=256)
+def _fit(height: int, width: int, in_h: int, in_w: int) -> Letterbox:
+    # Same arithmetic as Ultralytics' LetterBox(auto=False, center=True), so user models see the input
+    # they were trained on.
+    r = min(in_h / height, in_w / width)
+    new_w, new_h = round(width * r), round(height * r)
+    dw, dh = (in_w - new_w) / 2, (in_h - new_h) / 2
+    return Letterbox(r, round(dw - 0.1), round(dh - 0.1), new_w, new_h, width, height)
 
 
 def input_lut(dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:

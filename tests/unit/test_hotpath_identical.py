@@ -1,5 +1,6 @@
-"""The hot path is bit-identical to the code it replaced (c0bd3dc): NMS fed lists instead of arrays
-(Letterbox.to_original and Detector.prepare are checked against their c0bd3dc versions too, for what comes).
+"""The hot path is bit-identical to the code it replaced (c0bd3dc): NMS fed lists instead of arrays,
+Letterbox.to_original as in-place ufuncs over the block (Detector.prepare is checked against its c0bd3dc
+version too, for what comes).
 
 The "before" functions are copies of that code; each test runs both and compares the bytes (signed zeros and
 NaN payloads included), on hand-made edge cases and on the bundled models and test images.

@@ -107,3 +107,11 @@ def test_input_writer_shortcuts_equal_the_lookup_table(dtype, scale, zero, mode,
     canvas[40:280, 20:300] = image
     expected = input_lut(np.dtype(dtype), scale, zero)[canvas[..., ::-1] if rgb else canvas]
     np.testing.assert_array_equal(tensor, expected)
+
+
+def test_fit_is_cached_and_its_rows_are_read_only():
+    box = Letterbox.fit(480, 640, 320, 320)
+    assert Letterbox.fit(480, 640, 320, 320) is box
+    assert box == Letterbox(box.scale, box.pad_left, box.pad_top, box.new_w, box.new_h, 640, 480)
+    with pytest.raises(ValueError, match="read-only"):
+        box._offset[0] = 1
