@@ -1,7 +1,8 @@
 """A detector: one backend + letterbox/quantize preprocessing + YOLO decoding, assembled once.
 
-The three stages are separate so the pipeline can overlap them: ``prepare`` and ``decode`` are pure
-functions of their inputs (safe on any thread); ``infer`` must run on the detector's single worker thread. Build one with :func:`edgeinfer.detect.build.open_detector`.
+The three stages are separate so the pipeline can overlap them: ``prepare`` and ``decode`` are safe on any
+thread (``prepare`` lends out an input tensor that ``infer`` gives back: preprocess.Preprocessor); ``infer``
+must run on the detector's single worker thread. Build one with :func:`edgeinfer.detect.build.open_detector`.
 """
 
 from __future__ import annotations
@@ -59,12 +60,19 @@ class Detector:
     # ------------------------------------------------------------ stages
 
     def prepare(self, images: Sequence[np.ndarray]) -> Prepared:
-        """Letterbox and quantize a batch of BGR uint8 images into an input tensor."""
+        """Letterbox and quantize a batch of BGR uint8 images into an input tensor lent until :meth:`infer`."""
         return self._preprocessor.prepare(images)
 
     def infer(self, prepared: Prepared) -> np.ndarray:
-        """Run the runtime; returns the raw detection output for the whole batch."""
-        return self.backend.run(prepared.tensor)[self._output_index]
+        """Run the runtime; returns the raw detection output for the whole batch.
+
+        The prepared tensor goes back to the preprocessor when the runtime returns (``decode`` needs only
+        the letterboxes), so each Prepared is inferred once."""
+        self._preprocessor.check(prepared)
+        try:
+            return self.backend.run(prepared.tensor)[self._output_index]
+        finally:
+            self._preprocessor.release(prepared)
 
     def decode(self, raw: np.ndarray, prepared: Prepared) -> list[Detections]:
         return [self.decoder.decode(raw[i], box) for i, box in enumerate(prepared.boxes)]

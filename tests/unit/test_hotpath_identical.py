@@ -1,6 +1,5 @@
 """The hot path is bit-identical to the code it replaced (c0bd3dc): NMS fed lists instead of arrays,
-Letterbox.to_original as in-place ufuncs over the block (Detector.prepare is checked against its c0bd3dc
-version too, for what comes).
+Letterbox.to_original as in-place ufuncs over the block, Detector.prepare reusing its tensors.
 
 The "before" functions are copies of that code; each test runs both and compares the bytes (signed zeros and
 NaN payloads included), on hand-made edge cases and on the bundled models and test images.
@@ -19,7 +18,7 @@ from edgeinfer.detect.assets import test_images_dir as bundled_test_images
 from edgeinfer.detect.build import open_detector
 from edgeinfer.detect.detector import Detector
 from edgeinfer.detect.nms import MAX_CANDIDATES, nms
-from edgeinfer.detect.preprocess import InputWriter, Letterbox, Prepared
+from edgeinfer.detect.preprocess import InputWriter, Letterbox, Prepared, Preprocessor
 
 
 def nms_arrays(xyxy, score, class_id, iou, max_det):
@@ -78,6 +77,26 @@ def fresh_prepare(images, writer: InputWriter, nchw: bool, in_hw=(320, 320)) -> 
         region = tensor[i, box.pad_top : box.pad_top + box.new_h, box.pad_left : box.pad_left + box.new_w]
         writer.write(image, region)
     return np.ascontiguousarray(tensor.transpose(0, 3, 1, 2)) if nchw else tensor
+
+
+@pytest.mark.parametrize(
+    ("dtype", "scale", "zero", "nchw"),
+    [(np.uint8, 1 / 255, 0, False), (np.int8, 1 / 255, -128, False), (np.float32, 0.0, 0, True)],
+)
+def test_reused_tensors_equal_fresh_ones_whatever_the_sizes_and_their_order(dtype, scale, zero, nchw):
+    rng = np.random.default_rng(3)
+    sizes = [(480, 640), (640, 480), (320, 320), (240, 800), (100, 100)]
+    writer = InputWriter(np.dtype(dtype), scale, zero, rgb=True)
+    pre = Preprocessor((320, 320), writer, nchw=nchw)
+    for _ in range(40):
+        n = int(rng.integers(1, 5))
+        images = [
+            rng.integers(0, 256, (*sizes[int(rng.integers(len(sizes)))], 3), dtype=np.uint8) for _ in range(n)
+        ]
+        prepared = pre.prepare(images)
+        assert prepared.tensor.flags.c_contiguous
+        np.testing.assert_array_equal(prepared.tensor, fresh_prepare(images, writer, nchw))
+        pre.release(prepared)
 
 
 @pytest.mark.parametrize("seed", range(30))
