@@ -1,7 +1,7 @@
 """Evaluate the exported detectors with pycocotools and write the metrics into models/bundled/manifest.json.
 
 Runs in the runtime's environment (no TensorFlow): decoding is the runtime's own
-(``edgeinfer.detect.detector.open_detector``: letterbox, dequantize, NMS), so the numbers are what users get.
+(``edgeinfer.detect.build.open_detector``: letterbox, dequantize, NMS), so the numbers are what users get.
 
     .venv/bin/python models/evaluate.py --variant shapes-s
     .venv/bin/python models/evaluate.py --check-testimages   # P/R at conf 0.25, IoU 0.5 on the bundled set
@@ -23,7 +23,8 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from edgeinfer.detect.detector import open_detector
+from edgeinfer.config import DetectorConfig
+from edgeinfer.detect.build import open_detector
 
 HERE = Path(__file__).resolve().parent
 WORK = Path(os.environ.get("SHAPES_WORK", HERE / "work"))
@@ -37,7 +38,7 @@ def load_split(split_dir: Path, labels_name: str) -> tuple[list[Path], dict[str,
 
 
 def run_model(model: Path, files: list[Path], conf: float, iou: float) -> list[Any]:
-    det = open_detector(model, conf=conf, iou=iou, max_det=300, threads=2)
+    det = open_detector(DetectorConfig(model=str(model), conf=conf, iou=iou, max_det=300, threads=2))
     try:
         return [det.detect([cv2.imread(str(f))])[0] for f in files]
     finally:

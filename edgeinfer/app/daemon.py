@@ -27,7 +27,8 @@ from edgeinfer.app.http import HttpServer
 from edgeinfer.app.metrics import Metrics
 from edgeinfer.app.outputs import build_outputs
 from edgeinfer.config import Config
-from edgeinfer.detect.detector import Detector, detector_from_config
+from edgeinfer.detect.build import open_detector
+from edgeinfer.detect.detector import Detector
 from edgeinfer.errors import EdgeInferError
 from edgeinfer.pipeline.pipeline import Pipeline
 from edgeinfer.sinks.mqtt_publisher import MQTTPublisher
@@ -69,7 +70,7 @@ class Daemon:
     ) -> None:
         self.config = config
         self.duration, self.status_interval = duration, status_interval
-        self.detector = detector or detector_from_config(config.detector)
+        self.detector = detector or open_detector(config.detector)
         self.metrics = metrics or Metrics()
         self.store = AsyncStore(open_store(config))
         self.writer = StoreWriter(self.store, self.metrics)

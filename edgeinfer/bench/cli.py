@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from edgeinfer.bench.spec import RunSpec
+from edgeinfer.detect.backends.names import BACKEND_NAMES
 
 
 def _fps(value: str) -> float | None:
@@ -33,9 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = RunSpec()
     g = parser.add_argument_group("configuration")
     g.add_argument("--model", default=d.model, help="'bundled', a bundled model name, or a model path")
-    g.add_argument(
-        "--backend", default=d.backend, choices=["auto", "litert", "tflite", "onnxruntime", "tensorrt"]
-    )
+    g.add_argument("--backend", default=d.backend, choices=BACKEND_NAMES)
     g.add_argument("--threads", type=int, default=d.threads, help="runtime threads")
     g.add_argument("--cameras", type=int, default=d.cameras, help="synthetic cameras")
     g.add_argument("--batch", type=int, default=d.max_batch_size, metavar="N", help="max_batch_size")

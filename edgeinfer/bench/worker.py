@@ -272,10 +272,15 @@ def run_worker(spec: RunSpec) -> dict[str, Any]:
 
     proc = psutil.Process()
     start_mono = _process_start_monotonic()
-    from edgeinfer.detect.detector import open_detector
+    from edgeinfer.config import DetectorConfig
+    from edgeinfer.detect.build import open_detector
 
     t0 = time.monotonic()
-    detector = open_detector(spec.model, backend=spec.backend, threads=spec.threads)
+    detector = open_detector(
+        DetectorConfig().model_copy(
+            update={"model": spec.model, "backend": spec.backend, "threads": spec.threads}
+        )
+    )
     model_load_s = time.monotonic() - t0
     info = detector.info
     model = {

@@ -7,9 +7,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from edgeinfer.detect.backends.names import BACKEND_NAMES
 from edgeinfer.errors import EdgeInferError, SourceError
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,9 +17,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--model", default="bundled", help="bundled (default) or a .tflite/.onnx/.engine file"
     )
-    parser.add_argument(
-        "--backend", default="auto", choices=["auto", "litert", "tflite", "onnxruntime", "tensorrt"]
-    )
+    parser.add_argument("--backend", default="auto", choices=BACKEND_NAMES)
     parser.add_argument("--labels", type=Path, help="class names: text (one per line) or YAML with names:")
     parser.add_argument("--conf", type=float, default=0.25)
     parser.add_argument("--iou", type=float, default=0.45)
@@ -32,6 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def iter_images(inputs: list[str]) -> Iterator[Path]:
+    from edgeinfer.sources.images import IMAGE_SUFFIXES
+
     for item in inputs:
         path = Path(item)
         if path.is_dir():
@@ -45,17 +44,22 @@ def iter_images(inputs: list[str]) -> Iterator[Path]:
 def run(args: argparse.Namespace) -> int:
     import cv2
 
-    from edgeinfer.detect.detector import open_detector
+    from edgeinfer.config import DetectorConfig
+    from edgeinfer.detect.build import open_detector
     from edgeinfer.draw import annotate
 
     detector = open_detector(
-        args.model,
-        backend=args.backend,
-        threads=args.threads,
-        conf=args.conf,
-        iou=args.iou,
-        max_det=args.max_det,
-        labels=args.labels,
+        DetectorConfig().model_copy(
+            update={
+                "model": args.model,
+                "backend": args.backend,
+                "threads": args.threads,
+                "conf": args.conf,
+                "iou": args.iou,
+                "max_det": args.max_det,
+                "labels": args.labels,
+            }
+        )
     )
     if args.save:
         args.save.mkdir(parents=True, exist_ok=True)

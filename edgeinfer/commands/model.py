@@ -38,9 +38,10 @@ def _tensor(t: TensorInfo) -> dict[str, Any]:
 
 
 def describe(path: str, labels: Path | None = None) -> dict[str, Any]:
-    from edgeinfer.detect.detector import open_detector
+    from edgeinfer.config import DetectorConfig
+    from edgeinfer.detect.build import open_detector
 
-    detector = open_detector(path, labels=labels)
+    detector = open_detector(DetectorConfig().model_copy(update={"model": path, "labels": labels}))
     info = detector.info
     return {
         "file": str(info.path),

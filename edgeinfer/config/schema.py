@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from edgeinfer.config.units import ByteSize, Duration
+from edgeinfer.detect.backends.names import BackendName
 
 
 class Strict(BaseModel):
@@ -75,7 +76,7 @@ class CameraConfig(Strict):
 
 
 class DetectorConfig(Strict):
-    backend: Literal["auto", "litert", "tflite", "onnxruntime", "tensorrt"] = "auto"
+    backend: BackendName = "auto"
     model: str = Field(
         "bundled", description="'bundled', a bundled model name, or a .tflite/.onnx/.engine path"
     )

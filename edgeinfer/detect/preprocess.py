@@ -1,13 +1,19 @@
-"""Letterbox resizing and input quantization, with the exact inverse mapping for boxes.
+"""Letterbox resizing and input quantization into reused input tensors, with the exact inverse for boxes.
 
 Quantization is fused with the /255 normalisation and the channel swap into one lookup table per model:
 ``lut[pixel]`` is the value the input tensor wants for a uint8 pixel, whatever its dtype, scale and zero
-point. One ``np.take`` per image does normalise + quantize + BGR->RGB.
+point. One ``np.take`` per image does normalise + quantize + BGR->RGB (:class:`InputWriter` has exact
+shortcuts for the two common INT8 layouts). :class:`Preprocessor` is the one letterbox: it places each image
+into a tensor it lends to the runtime and takes back after the inference (see its docstring for why that
+is safe while the pipeline prepares the next batch).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -26,24 +32,38 @@ class Letterbox:
     new_h: int
     width: int
     height: int
+    # to_original's affine map as float32 rows over (x1, y1, x2, y2): offset, gain, upper bound.
+    _offset: np.ndarray = field(init=False, repr=False, compare=False)
+    _gain: np.ndarray = field(init=False, repr=False, compare=False)
+    _limit: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Per-axis gain of the rounded resize, as Ultralytics >= 8.4 scale_boxes (exact inverse of the resize).
+        rows = {
+            "_offset": (self.pad_left, self.pad_top),
+            "_gain": (self.new_w / self.width, self.new_h / self.height),
+            "_limit": (self.width, self.height),
+        }
+        for name, (x, y) in rows.items():
+            row = np.array([x, y, x, y], np.float32)
+            row.flags.writeable = False  # shared: fit() hands the same Letterbox to every frame of a size
+            object.__setattr__(self, name, row)
 
     @classmethod
     def fit(cls, height: int, width: int, in_h: int, in_w: int) -> Letterbox:
-        # Same arithmetic as Ultralytics' LetterBox(auto=False, center=True), so user models see the input
-        # they were trained on.
-        r = min(in_h / height, in_w / width)
-        new_w, new_h = round(width * r), round(height * r)
-        dw, dh = (in_w - new_w) / 2, (in_h - new_h) / 2
-        return cls(r, round(dw - 0.1), round(dh - 0.1), new_w, new_h, width, height)
+        """The placement of a (height, width) image; cached, since a camera keeps its frame size."""
+        return _fit(height, width, in_h, in_w)
 
     def to_original(self, xyxy: np.ndarray) -> np.ndarray:
-        """Map boxes from model-input pixels back to original-image pixels, clipped to the image."""
-        out = np.empty_like(xyxy, dtype=np.float32)
-        # Per-axis gain of the rounded resize, as Ultralytics >= 8.4 scale_boxes (exact inverse of the resize).
-        gx, gy = self.new_w / self.width, self.new_h / self.height
-        out[:, [0, 2]] = np.clip((xyxy[:, [0, 2]] - self.pad_left) / gx, 0, self.width)
-        out[:, [1, 3]] = np.clip((xyxy[:, [1, 3]] - self.pad_top) / gy, 0, self.height)
-        return out
+        """Map float32 boxes from model-input pixels back to original-image pixels, clipped to the image."""
+        # The same float32 operations as the column pairs (x - pad) / gain, clipped to [0, size], as four
+        # ufuncs over the whole (N, 4) block with per-column rows, in place. maximum(0, x), with 0 first:
+        # numpy returns the second operand on a tie, so a -0.0 stays -0.0 as np.clip(x, 0, size) keeps it
+        # (test_to_original_is_bit_identical_to_the_columnwise_mapping checks it bit for bit).
+        out = np.subtract(xyxy, self._offset, dtype=np.float32)
+        np.divide(out, self._gain, out=out)
+        np.maximum(0, out, out=out)
+        return np.minimum(out, self._limit, out=out)
 
     def to_input(self, xyxy: np.ndarray) -> np.ndarray:
         """Original-image pixels to model-input pixels (the forward mapping; used by tests)."""
@@ -53,22 +73,14 @@ class Letterbox:
         return out
 
 
-def letterbox(
-    image: np.ndarray, in_h: int, in_w: int, out: np.ndarray | None = None
-) -> tuple[np.ndarray, Letterbox]:
-    """Resize keeping the aspect ratio and pad to (in_h, in_w) with grey. Returns (canvas, geometry)."""
-    h, w = image.shape[:2]
-    box = Letterbox.fit(h, w, in_h, in_w)
-    canvas = out if out is not None else np.empty((in_h, in_w, 3), np.uint8)
-    if (box.new_w, box.new_h) != (w, h):
-        image = cv2.resize(image, (box.new_w, box.new_h), interpolation=cv2.INTER_LINEAR)
-    top, left = box.pad_top, box.pad_left
-    canvas[:top] = PAD_VALUE
-    canvas[top + box.new_h :] = PAD_VALUE
-    canvas[top : top + box.new_h, :left] = PAD_VALUE
-    canvas[top : top + box.new_h, left + box.new_w :] = PAD_VALUE
-    canvas[top : top + box.new_h, left : left + box.new_w] = image
-    return canvas, box
+@functools.lru_cache(maxsize=256)
+def _fit(height: int, width: int, in_h: int, in_w: int) -> Letterbox:
+    # Same arithmetic as Ultralytics' LetterBox(auto=False, center=True), so user models see the input
+    # they were trained on.
+    r = min(in_h / height, in_w / width)
+    new_w, new_h = round(width * r), round(height * r)
+    dw, dh = (in_w - new_w) / 2, (in_h - new_h) / 2
+    return Letterbox(r, round(dw - 0.1), round(dh - 0.1), new_w, new_h, width, height)
 
 
 def input_lut(dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
@@ -125,3 +137,117 @@ def dequantize(values: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     if scale <= 0 or not np.issubdtype(values.dtype, np.integer):
         return values.astype(np.float32, copy=False)
     return (values.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
+
+
+# --------------------------------------------------------------------------- the input tensors
+
+
+class _Slot:
+    """One reusable input tensor, sized for the largest batch it has held (a batch of n uses the first n)."""
+
+    __slots__ = ("bars", "canvas", "lent", "tensor", "ticket")
+
+    def __init__(self, capacity: int, in_hw: tuple[int, int], dtype: np.dtype, nchw: bool) -> None:
+        in_h, in_w = in_hw
+        self.canvas = np.empty((capacity, in_h, in_w, 3), dtype)  # where images are letterboxed (HWC)
+        self.tensor = np.empty((capacity, 3, in_h, in_w), dtype) if nchw else self.canvas
+        # bars[i]: the letterbox whose grey bars canvas[i] holds (None: not filled yet). Only the pad fill
+        # writes outside an image's region, so they stay valid until the geometry at index i changes.
+        self.bars: list[Letterbox | None] = [None] * capacity
+        self.ticket = 0  # bumped on each loan: a Prepared from an earlier loan no longer owns the slot
+        self.lent = False
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A batch ready for the runtime, with each image's letterbox to map boxes back.
+
+    ``tensor`` is lent by the :class:`Preprocessor` that made it, which reuses it once ``Detector.infer``
+    on this batch has returned: read it before that, and infer each Prepared once."""
+
+    tensor: np.ndarray
+    boxes: tuple[Letterbox, ...]
+    slot: _Slot | None = field(default=None, repr=False, compare=False)
+    ticket: int = field(default=0, repr=False, compare=False)
+
+
+class Preprocessor:
+    """Letterboxes a batch of BGR uint8 images into the model's input tensor (NHWC, or NCHW by a copy).
+
+    The tensors are reused: a new one per batch cost an allocation, a fill of every pixel with the pad
+    value, and for NCHW a second allocation for the transposed copy. Ownership is explicit, because
+    ``prepare`` (the pipeline's cpu thread) overlaps ``infer`` (its infer thread): up to three batches are
+    in flight there (one in the runtime, one queued, one being prepared), so a fixed ring of two tensors
+    would overwrite one the runtime is reading.
+
+    - :meth:`prepare` takes a free slot (or makes one) and lends it to the :class:`Prepared` it returns;
+    - :meth:`release`, called by ``Detector.infer`` once ``Backend.run`` has returned, gives it back. The
+      runtimes are done with their input by then: LiteRT's ``set_tensor`` copies it, ONNX Runtime's ``run``
+      is synchronous, TensorRT's backend synchronises its stream before returning;
+    - a Prepared that never reaches ``infer`` keeps its slot, and the slot goes with it to the collector.
+
+    So a slot is in the free list or lent to exactly one Prepared, and no two batches ever share a tensor,
+    however deep the pipeline. Thread-safe: the free list is behind a lock.
+    """
+
+    MAX_FREE = 4  # slots kept for reuse; more in flight than that are simply dropped when released
+
+    def __init__(self, input_hw: tuple[int, int], writer: InputWriter, *, nchw: bool) -> None:
+        self.input_hw, self.writer, self.nchw = input_hw, writer, nchw
+        self._free: list[_Slot] = []
+        self._lock = threading.Lock()
+
+    def prepare(self, images: Sequence[np.ndarray]) -> Prepared:
+        in_h, in_w = self.input_hw
+        n = len(images)
+        slot = self._take(n)
+        writer = self.writer
+        boxes = []
+        for i, image in enumerate(images):
+            box = Letterbox.fit(image.shape[0], image.shape[1], in_h, in_w)
+            plane = slot.canvas[i]
+            if slot.bars[i] is not box:  # fit() is cached: the same geometry is the same object
+                plane[...] = writer.pad  # the letterbox bars, already in the input's domain
+                slot.bars[i] = box
+            if (box.new_w, box.new_h) != (image.shape[1], image.shape[0]):
+                image = cv2.resize(image, (box.new_w, box.new_h), interpolation=cv2.INTER_LINEAR)
+            region = plane[box.pad_top : box.pad_top + box.new_h, box.pad_left : box.pad_left + box.new_w]
+            writer.write(image, region)  # every pixel of the region: nothing of the last batch remains
+            boxes.append(box)
+        tensor = slot.tensor[:n]  # a prefix along the batch axis: still C-contiguous
+        if self.nchw:
+            np.copyto(tensor, slot.canvas[:n].transpose(0, 3, 1, 2))
+        return Prepared(tensor, tuple(boxes), slot, slot.ticket)
+
+    def check(self, prepared: Prepared) -> None:
+        """Raise if the prepared tensor was overwritten (its slot released, then lent to another batch)."""
+        slot = prepared.slot
+        if slot is not None and slot.ticket != prepared.ticket:
+            raise RuntimeError(
+                "this Prepared was already inferred and its tensor reused: infer each one once"
+            )
+
+    def release(self, prepared: Prepared) -> None:
+        """Give the prepared tensor back for reuse (the runtime is done with it). Idempotent."""
+        slot = prepared.slot
+        if slot is None:
+            return
+        with self._lock:
+            if not slot.lent or slot.ticket != prepared.ticket:
+                return
+            slot.lent = False
+            if len(self._free) < self.MAX_FREE:
+                self._free.append(slot)
+
+    def _take(self, n: int) -> _Slot:
+        with self._lock:
+            slot = next((s for s in reversed(self._free) if len(s.canvas) >= n), None)
+            if slot is not None:
+                self._free.remove(slot)
+            elif self._free:
+                self._free.pop(0)  # too small for this batch: replaced by a larger one
+        if slot is None:
+            slot = _Slot(n, self.input_hw, self.writer.dtype, self.nchw)
+        slot.ticket += 1
+        slot.lent = True
+        return slot

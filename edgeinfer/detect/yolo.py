@@ -19,16 +19,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import cv2
 import numpy as np
 
 from edgeinfer.detect.detections import Detections
+from edgeinfer.detect.nms import nms
 from edgeinfer.detect.preprocess import Letterbox, dequantize, quantize_threshold
 from edgeinfer.errors import ModelError
 
 Layout = Literal["yolov8", "yolov8t", "yolov5", "end2end"]
 LAYOUTS: tuple[Layout, ...] = ("yolov8", "yolov8t", "yolov5", "end2end")
-MAX_CANDIDATES = 30000  # NMS input cap, as Ultralytics' max_nms
 
 
 def anchor_count(in_h: int, in_w: int, strides: tuple[int, ...] = (8, 16, 32)) -> int:
@@ -99,7 +98,6 @@ class YoloDecoder:
     def __init__(
         self,
         layout: Layout,
-        num_classes: int,
         quant: OutputQuant,
         *,
         input_hw: tuple[int, int],
@@ -108,7 +106,7 @@ class YoloDecoder:
         iou: float,
         max_det: int,
     ) -> None:
-        self.layout, self.num_classes, self.quant = layout, num_classes, quant
+        self.layout, self.quant = layout, quant
         self.conf, self.iou, self.max_det = conf, iou, max_det
         in_h, in_w = input_hw
         self._box_scale = np.array([in_w, in_h, in_w, in_h], np.float32) if normalized else None
@@ -151,18 +149,3 @@ class YoloDecoder:
 
     def _dequantize(self, values: np.ndarray) -> np.ndarray:
         return dequantize(values, self.quant.scale, self.quant.zero_point)
-
-
-def nms(xyxy: np.ndarray, score: np.ndarray, class_id: np.ndarray, iou: float, max_det: int) -> np.ndarray:
-    """Class-aware NMS (OpenCV's batched NMS): indices of kept boxes, best first, at most max_det."""
-    if len(score) == 0:
-        return np.zeros(0, np.int64)
-    order = np.argsort(-score)[:MAX_CANDIDATES]
-    xywh = xyxy[order].copy()
-    xywh[:, 2:] -= xywh[:, :2]
-    kept = cv2.dnn.NMSBoxesBatched(
-        xywh.astype(np.float32), score[order].astype(np.float32), class_id[order].astype(np.int32), 0.0, iou
-    )
-    kept = np.asarray(kept, dtype=np.int64).reshape(-1)
-    kept = kept[np.argsort(-score[order][kept], kind="stable")][:max_det]
-    return order[kept]

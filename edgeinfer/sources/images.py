@@ -1,4 +1,4 @@
-"""A folder of still images (jpg/png/bmp), read in natural name order."""
+"""A folder of still images (jpg/png/bmp/webp/tiff), read in natural name order."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from edgeinfer.errors import SourceError
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
+# The still images edgeinfer reads (folder cameras and ``edgeinfer detect DIR``): what cv2.imread decodes.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 
 def _natural_key(path: Path) -> list[int | str]:

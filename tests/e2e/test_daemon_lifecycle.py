@@ -13,15 +13,15 @@ import time
 import pytest
 
 from edgeinfer.app.daemon import DRAIN_TIMEOUT_S, Daemon
-from edgeinfer.config import Config
-from edgeinfer.detect.detector import open_detector
+from edgeinfer.config import Config, DetectorConfig
+from edgeinfer.detect.build import open_detector
 from edgeinfer.errors import EdgeInferError, StoreError
 from edgeinfer.store.sqlite import STORE_FILE, Store
 
 
 @pytest.fixture(scope="module")
 def detector():
-    d = open_detector("bundled")
+    d = open_detector(DetectorConfig())
     yield d
     d.close()
 

@@ -5,14 +5,15 @@ deterministically on a fake detector in tests/unit/test_pipeline*.py."""
 
 import asyncio
 import json
+import resource
 import urllib.error
 import urllib.request
 
 import pytest
 
 from edgeinfer.app.daemon import Daemon, open_store
-from edgeinfer.config import Config, HTTPConfig
-from edgeinfer.detect.detector import open_detector
+from edgeinfer.config import Config, DetectorConfig, HTTPConfig
+from edgeinfer.detect.build import open_detector
 
 
 def synthetic_config(tmp_path, cameras, **batching):
@@ -32,7 +33,7 @@ def synthetic_config(tmp_path, cameras, **batching):
 
 @pytest.fixture(scope="module")
 def detector():
-    d = open_detector("bundled")
+    d = open_detector(DetectorConfig())
     yield d
     d.close()
 
@@ -70,6 +71,33 @@ def test_max_frames_stops_the_run(tmp_path, detector):
     config = synthetic_config(tmp_path, [{}, {}], max_batch_size=2)
     _, summary = run(config, detector, max_frames=30)
     assert 30 <= summary.frames <= 31  # whole batches of 2: the one that reaches 30 is the last
+
+
+@pytest.mark.slow
+def test_overload_keeps_memory_flat_and_counts_drops(tmp_path):
+    """8 live-paced cameras at 30 fps on a model too slow for them: frames drop at the source."""
+    slow = open_detector(DetectorConfig(model="shapes-n", threads=1))
+    config = synthetic_config(tmp_path, [{"fps": 30}] * 8, max_batch_size=2, max_delay_ms=5)
+    daemon = Daemon(config, detector=slow, status_interval=60, duration=12)
+    samples = []
+
+    async def main():
+        async def sample():
+            while True:
+                await asyncio.sleep(1)
+                samples.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+
+        sampler = asyncio.create_task(sample())
+        await daemon.run()
+        sampler.cancel()
+
+    asyncio.run(main())
+    slow.close()
+    dropped = sum(c["superseded"] + c["stale"] for c in daemon.pipeline.batcher.counters().values())
+    assert dropped > 0
+    # After warm-up (interpreters per batch size, first frames), peak RSS stops growing: 8 cameras x a few
+    # 640x480 frames is ~7 MiB; allow 32 MiB of allocator noise over the last 8 seconds.
+    assert samples[-1] - samples[3] < 32 * 1024, samples
 
 
 def test_http_metrics_health_and_readiness(tmp_path, detector):

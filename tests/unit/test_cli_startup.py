@@ -54,8 +54,13 @@ print(json.dumps({"before": len(before), "added": sorted(set(sys.modules) - befo
 """
 
 
+# Light modules inside heavy packages: the backend-name Literal that `--backend` takes its choices from
+# (these import only typing, importlib and edgeinfer.errors; numpy and the runtimes stay out, as checked above).
+LIGHT = {"edgeinfer.detect", "edgeinfer.detect.backends", "edgeinfer.detect.backends.names"}
+
+
 def _heavy(modules: list[str]) -> list[str]:
-    return [m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY)]
+    return [m for m in modules if m not in LIGHT and any(m == h or m.startswith(h + ".") for h in HEAVY)]
 
 
 def _python(*args: str) -> subprocess.CompletedProcess[str]:

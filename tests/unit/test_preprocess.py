@@ -1,4 +1,4 @@
-"""Letterbox geometry and its inverse, input quantization lookup tables."""
+"""Letterbox geometry and its inverse, input quantization lookup tables, the reused input tensors."""
 
 import numpy as np
 import pytest
@@ -9,11 +9,17 @@ from edgeinfer.detect.preprocess import (
     PAD_VALUE,
     InputWriter,
     Letterbox,
+    Prepared,
+    Preprocessor,
     dequantize,
     input_lut,
-    letterbox,
     quantize_threshold,
 )
+
+
+def canvases(nchw: bool = False) -> Preprocessor:
+    """The letterbox alone: uint8 pixels as they are (the identity table), BGR kept."""
+    return Preprocessor((320, 320), InputWriter(np.dtype(np.uint8), 1 / 255, 0, rgb=False), nchw=nchw)
 
 
 @given(
@@ -36,7 +42,8 @@ def test_letterbox_round_trip(h, w, x1, y1, bw, bh):
 )
 def test_letterbox_pads_with_grey_around_the_centred_image(h, w, pad_top, pad_left):
     image = np.full((h, w, 3), 7, np.uint8)
-    canvas, box = letterbox(image, 320, 320)
+    prepared = canvases().prepare([image])
+    canvas, box = prepared.tensor[0], prepared.boxes[0]
     assert (box.pad_top, box.pad_left) == (pad_top, pad_left)
     assert canvas.shape == (320, 320, 3)
     if pad_top:
@@ -101,3 +108,62 @@ def test_input_writer_shortcuts_equal_the_lookup_table(dtype, scale, zero, mode,
     canvas[40:280, 20:300] = image
     expected = input_lut(np.dtype(dtype), scale, zero)[canvas[..., ::-1] if rgb else canvas]
     np.testing.assert_array_equal(tensor, expected)
+
+
+def test_fit_is_cached_and_its_rows_are_read_only():
+    box = Letterbox.fit(480, 640, 320, 320)
+    assert Letterbox.fit(480, 640, 320, 320) is box
+    assert box == Letterbox(box.scale, box.pad_left, box.pad_top, box.new_w, box.new_h, 640, 480)
+    with pytest.raises(ValueError, match="read-only"):
+        box._offset[0] = 1
+
+
+# --------------------------------------------------------------------------- the reused input tensors
+
+
+def test_a_lent_tensor_is_never_handed_out_again_until_released():
+    pre = canvases()
+    image = np.full((480, 640, 3), 9, np.uint8)
+    in_flight = [pre.prepare([image]) for _ in range(3)]  # in the runtime, queued, being prepared
+    buffers = {p.tensor.__array_interface__["data"][0] for p in in_flight}
+    assert len(buffers) == 3
+    pre.release(in_flight[0])
+    again = pre.prepare([image])
+    assert again.tensor.__array_interface__["data"][0] == in_flight[0].tensor.__array_interface__["data"][0]
+    assert again.tensor.__array_interface__["data"][0] not in {
+        p.tensor.__array_interface__["data"][0] for p in in_flight[1:]
+    }
+
+
+def test_a_batch_uses_a_larger_free_tensor_and_a_larger_batch_replaces_a_small_one():
+    pre = canvases()
+    image = np.full((480, 640, 3), 9, np.uint8)
+    four = pre.prepare([image] * 4)
+    pre.release(four)
+    one = pre.prepare([image])  # the first image of the 4-slot: a prefix view
+    assert one.tensor.shape == (1, 320, 320, 3) and one.tensor.base is four.tensor.base
+    pre.release(one)
+    assert pre.prepare([image] * 5).tensor.shape == (5, 320, 320, 3)
+
+
+def test_release_is_idempotent_and_a_stale_prepared_is_refused():
+    pre = canvases()
+    image = np.full((480, 640, 3), 9, np.uint8)
+    first = pre.prepare([image])
+    pre.release(first)
+    pre.release(first)  # twice: still one free slot, not two
+    pre.check(first)  # released but not reused: its tensor is intact
+    second, third = pre.prepare([image]), pre.prepare([image])
+    assert second.tensor.base is first.tensor.base and third.tensor.base is not first.tensor.base
+    with pytest.raises(RuntimeError, match="infer each one once"):
+        pre.check(first)
+    pre.release(first)  # a stale release does not free the slot second holds
+    assert pre.prepare([image]).tensor.base is not second.tensor.base
+    pre.check(Prepared(np.zeros((1, 320, 320, 3), np.uint8), ()))  # not from a preprocessor: fine
+
+
+def test_nchw_tensor_is_the_transposed_canvas():
+    image = np.random.default_rng(5).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    nhwc, nchw = canvases().prepare([image]).tensor, canvases(nchw=True).prepare([image]).tensor
+    assert nchw.shape == (1, 3, 320, 320) and nchw.flags.c_contiguous
+    np.testing.assert_array_equal(nchw, nhwc.transpose(0, 3, 1, 2))

@@ -156,6 +156,7 @@ def test_reads_tensors_and_profile(backend):
     b, _ = backend
     assert b.input.shape == IN_SHAPE and b.outputs[0].shape == OUT_SHAPE
     assert b.max_batch == MAX_BATCH and b.name == "tensorrt"
+    assert b.normalized_boxes("yolov8", "NCHW") is False  # engines from ONNX exports: input pixels
 
 
 @pytest.mark.parametrize("n", [1, 3, 4, 7])

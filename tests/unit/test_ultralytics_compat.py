@@ -20,8 +20,9 @@ import cv2
 import numpy as np
 import pytest
 
+from edgeinfer.config import DetectorConfig
+from edgeinfer.detect.build import open_detector
 from edgeinfer.detect.detections import Detections
-from edgeinfer.detect.detector import open_detector
 from edgeinfer.detect.preprocess import Letterbox
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ultralytics"
@@ -57,7 +58,13 @@ def _images() -> dict[str, np.ndarray]:
 def _open(entry: dict[str, Any], **kwargs: Any):
     args = entry["predict_args"]
     return open_detector(
-        FIXTURES / entry["file"], conf=args["conf"], iou=args["iou"], max_det=args["max_det"], **kwargs
+        DetectorConfig(
+            model=str(FIXTURES / entry["file"]),
+            conf=args["conf"],
+            iou=args["iou"],
+            max_det=args["max_det"],
+            **kwargs,
+        )
     )
 
 

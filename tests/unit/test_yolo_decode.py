@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
+from edgeinfer.detect.nms import nms
 from edgeinfer.detect.preprocess import Letterbox
-from edgeinfer.detect.yolo import OutputQuant, YoloDecoder, anchor_count, nms, recognise_layout
+from edgeinfer.detect.yolo import OutputQuant, YoloDecoder, anchor_count, recognise_layout
 from edgeinfer.errors import ModelError
 
 IN = 320
@@ -24,9 +25,9 @@ def v8_output(objects, nc=3, normalized=True):
     return out
 
 
-def decoder(layout, nc=3, quant=FLOAT, normalized=True, conf=0.25):
+def decoder(layout, quant=FLOAT, normalized=True, conf=0.25):
     return YoloDecoder(
-        layout, nc, quant, input_hw=(IN, IN), normalized=normalized, conf=conf, iou=0.45, max_det=100
+        layout, quant, input_hw=(IN, IN), normalized=normalized, conf=conf, iou=0.45, max_det=100
     )
 
 

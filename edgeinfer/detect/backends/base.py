@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from edgeinfer.detect.yolo import Layout
+
+InputLayout = Literal["NHWC", "NCHW"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +33,14 @@ class Backend(Protocol):
     metadata: dict[str, str]  # raw model metadata (key -> string value), empty if none
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
-        """Run a batch shaped like ``input`` with any batch size >= 1; returns one array per output."""
+        """Run a batch shaped like ``input`` with any batch size >= 1; returns one array per output.
+
+        The runtime is done with ``batch`` when this returns (the detector reuses its memory afterwards)."""
+        ...
+
+    def normalized_boxes(self, out_layout: Layout, input_layout: InputLayout) -> bool:
+        """Whether this runtime's exports give boxes normalised to [0, 1] (else input pixels), for
+        ``detector.boxes: auto``."""
         ...
 
     def close(self) -> None: ...

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgeinfer.detect.backends.base import TensorInfo, run_image_by_image
+from edgeinfer.detect.backends.base import InputLayout, TensorInfo, run_image_by_image
 from edgeinfer.detect.modelmeta import read_appended_metadata
 from edgeinfer.errors import BackendError, ModelError
+
+if TYPE_CHECKING:
+    from edgeinfer.detect.yolo import Layout
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +109,11 @@ class LiteRTBackend:
         interpreter.set_tensor(input_index, batch)
         interpreter.invoke()  # releases the GIL
         return [interpreter.get_tensor(i) for i in output_indexes]
+
+    def normalized_boxes(self, out_layout: Layout, input_layout: InputLayout) -> bool:
+        # Ultralytics normalises boxes to [0, 1] in its TFLite exports, except litert-torch's (NCHW) end2end
+        # output, which is post-NMS input pixels; onnx2tf's (NHWC) normalises even those.
+        return not (out_layout == "end2end" and input_layout == "NCHW")
 
     def close(self) -> None:
         self._by_batch.clear()

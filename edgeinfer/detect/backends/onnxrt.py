@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgeinfer.detect.backends.base import TensorInfo, run_image_by_image
+from edgeinfer.detect.backends.base import InputLayout, TensorInfo, run_image_by_image
 from edgeinfer.errors import BackendError, ModelError
+
+if TYPE_CHECKING:
+    from edgeinfer.detect.yolo import Layout
 
 _DTYPES = {
     "tensor(float)": np.float32,
@@ -53,6 +57,9 @@ class OnnxRuntimeBackend:
             return list(self._session.run(None, {self.input.name: batch}))
         # A model exported with a fixed batch of 1: run image by image and stack.
         return run_image_by_image(lambda one: list(self._session.run(None, {self.input.name: one})), batch)
+
+    def normalized_boxes(self, out_layout: Layout, input_layout: InputLayout) -> bool:
+        return False  # Ultralytics' ONNX exports give boxes in input pixels.
 
     def close(self) -> None:
         del self._session

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgeinfer.detect.backends.base import TensorInfo
+from edgeinfer.detect.backends.base import InputLayout, TensorInfo
 from edgeinfer.errors import BackendError, ModelError
+
+if TYPE_CHECKING:
+    from edgeinfer.detect.yolo import Layout
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +117,9 @@ class TensorRTBackend:
             results.append(out)
         _check(cudart.cudaStreamSynchronize(self._stream))
         return results
+
+    def normalized_boxes(self, out_layout: Layout, input_layout: InputLayout) -> bool:
+        return False  # Engines built from Ultralytics' ONNX exports give boxes in input pixels.
 
     def close(self) -> None:
         for pointer, _ in self._buffers.values():
