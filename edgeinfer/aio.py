@@ -23,7 +23,7 @@ class Backoff:
 
     def cap(self) -> float:
         """The upper bound of the next delay."""
-        return min(self.max_s, self.initial_s * 2 ** min(self.attempt, 64))
+        return min(self.max_s, self.initial_s * 2.0 ** min(self.attempt, 64))
 
     def next_delay(self) -> float:
         delay = self.cap() * min(1.0, max(0.0, self._jitter()))

@@ -31,7 +31,8 @@ def _shape_points(cls: int, cx: float, cy: float, size: float, angle: float) -> 
         )
     c, s = math.cos(angle), math.sin(angle)
     rot = np.array([[c, -s], [s, c]])
-    return base @ rot.T + np.array([cx, cy])
+    corners: np.ndarray = base @ rot.T + np.array([cx, cy])
+    return corners
 
 
 def _draw_shape(
@@ -168,7 +169,8 @@ def _bounce(p: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Fold a linear trajectory into [lo, hi] (reflection off both ends)."""
     span = np.maximum(hi - lo, 1e-6)
     q = np.mod(p - lo, 2 * span)
-    return lo + np.where(q > span, 2 * span - q, q)
+    folded: np.ndarray = lo + np.where(q > span, 2 * span - q, q)
+    return folded
 
 
 class MovingScene:

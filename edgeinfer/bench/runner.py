@@ -59,7 +59,7 @@ def latency_spec(base: RunSpec, duration: float | None = None) -> RunSpec:
 
 def run_spec(
     spec: RunSpec,
-    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    on_progress: Callable[[dict[str, Any]], object] | None = None,
     worker: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Run one configuration in a fresh ``python -m edgeinfer.bench.worker`` (or ``worker``, a command
@@ -128,7 +128,7 @@ def summarize_result(result: dict[str, Any]) -> dict[str, Any]:
     paced_lat: dict[str, Any] = {}
     if all(paced):
         for key in ("p50", "p90", "p99", "max"):
-            paced_lat[key], paced_lat[f"{key}_spread"] = ms(p["latency_ms"][key] for p in paced)  # type: ignore[index]
+            paced_lat[key], paced_lat[f"{key}_spread"] = ms(p["latency_ms"][key] for p in paced)
     latency: dict[str, Any] = {}
     latency_spread: dict[str, Any] = {}
     for stage in STAGES:

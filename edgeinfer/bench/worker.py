@@ -80,7 +80,7 @@ def build_config(spec: RunSpec, data_dir: Path) -> Any:
         device="bench",
         data_dir=data_dir,
         cameras=cameras,
-        detector=DetectorConfig(model=spec.model, backend=spec.backend, threads=spec.threads),  # type: ignore[arg-type]
+        detector=DetectorConfig(model=spec.model, backend=spec.backend, threads=spec.threads),
         batching=BatchingConfig(max_batch_size=spec.max_batch_size, max_delay_ms=spec.max_delay_ms),
         http=HTTPConfig(enabled=False),
     )
@@ -167,7 +167,8 @@ def _handoff(samples: dict[str, np.ndarray]) -> np.ndarray:
     parts = [samples[s] for s in ("e2e", "queue", "preprocess", "inference", "postprocess")]
     if len({len(p) for p in parts}) != 1:
         return np.empty(0)
-    return np.maximum(parts[0] - parts[1] - parts[2] - parts[3] - parts[4], 0.0)
+    handoff: np.ndarray = np.maximum(parts[0] - parts[1] - parts[2] - parts[3] - parts[4], 0.0)
+    return handoff
 
 
 # ---------------------------------------------------------------------------- the baselines
@@ -190,7 +191,8 @@ def _rings(spec: RunSpec) -> list[list[np.ndarray]]:
         )
         reader = SyntheticReader(cfg)
         reader.open()
-        rings.append([reader.read() for _ in range(cfg.prerender)])  # type: ignore[misc]
+        frames = [reader.read() for _ in range(cfg.prerender)]
+        rings.append([f for f in frames if f is not None])
     return rings
 
 

@@ -41,7 +41,7 @@ def resolve_model(spec: str) -> Path:
     """Turn detector.model into a file path: 'bundled', a bundled name, or a path that must exist."""
     data = manifest() if spec == "bundled" or ("/" not in spec and not Path(spec).suffix) else None
     if data is not None:
-        return bundled_dir() / bundled_model_entry(spec)["file"]
+        return bundled_dir() / str(bundled_model_entry(spec)["file"])
     path = Path(spec).expanduser()
     if not path.exists():
         raise ModelError(f"model file not found: {path}")

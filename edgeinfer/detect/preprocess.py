@@ -60,10 +60,11 @@ class Letterbox:
         # ufuncs over the whole (N, 4) block with per-column rows, in place. maximum(0, x), with 0 first:
         # numpy returns the second operand on a tie, so a -0.0 stays -0.0 as np.clip(x, 0, size) keeps it
         # (test_to_original_is_bit_identical_to_the_columnwise_mapping checks it bit for bit).
-        out = np.subtract(xyxy, self._offset, dtype=np.float32)
+        out: np.ndarray = np.subtract(xyxy, self._offset, dtype=np.float32)
         np.divide(out, self._gain, out=out)
         np.maximum(0, out, out=out)
-        return np.minimum(out, self._limit, out=out)
+        np.minimum(out, self._limit, out=out)
+        return out
 
     def to_input(self, xyxy: np.ndarray) -> np.ndarray:
         """Original-image pixels to model-input pixels (the forward mapping; used by tests)."""

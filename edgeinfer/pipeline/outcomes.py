@@ -17,9 +17,9 @@ from edgeinfer.pipeline.types import (
     DetectionEvent,
     Outcome,
     StageTimes,
-    rfc3339_ms,
 )
 from edgeinfer.sources.frame import Frame
+from edgeinfer.timefmt import rfc3339_ms
 
 __all__ = [
     "CameraFilter",
