@@ -353,3 +353,92 @@ def test_detect_an_unreadable_file_is_permission_denied_not_undecodable():
         assert json.loads(result.stdout) == {"image": str(locked), "error": "permission denied"}
     finally:
         shutil.rmtree(folder)
+
+
+# --------------------------------------------------------------------------- events
+
+
+def _many_events(data_dir, n, camera="gate", t0=1_790_000_000_000_000_000):
+    from edgeinfer.store.sqlite import STORE_FILE, EventRow, Store
+    from edgeinfer.timefmt import rfc3339_ms
+
+    store = Store(data_dir / STORE_FILE)
+    rows = []
+    for i in range(n):
+        ts = t0 + i * 60 * 10**9
+        body = {"device": "box", "camera": camera, "seq": i, "ts": rfc3339_ms(ts), "model": "shapes-s",
+                "detections": [{"label": "car", "class_id": 0, "score": 0.5, "box": [1.0, 2.0, 3.0, 4.0]}],
+                "latency_ms": {"e2e": 1.0}, "batch_size": 1}  # fmt: skip
+        rows.append(EventRow(camera, ts, json.dumps(body, separators=(",", ":"))))
+    store.append(rows)
+    store.close()
+    return [r.body for r in rows]
+
+
+def test_events_shows_the_newest_100_by_default_and_limit_0_shows_all(tmp_path):
+    bodies = _many_events(tmp_path, 130)
+    default = edgeinfer("events", "--json", "--data-dir", str(tmp_path))
+    assert default.returncode == 0, default.stderr
+    assert default.stdout == "".join(b + "\n" for b in bodies[-100:])
+    assert "the newest 100 of 130; --limit 0 shows all" in default.stderr
+    everything = edgeinfer("events", "--json", "--limit", "0", "--data-dir", str(tmp_path))
+    assert everything.stdout == "".join(b + "\n" for b in bodies) and everything.stderr == ""
+
+
+def test_events_times_are_local_with_the_zone_and_json_keeps_utc(tmp_path):
+    bodies = _store_with_events(tmp_path)
+    berlin = edgeinfer("events", "--data-dir", str(tmp_path), env={"TZ": "Europe/Berlin"})
+    assert (
+        berlin.stdout.splitlines()[0]
+        == "2026-09-21T16:13:20.123+02:00  gate         #7      person 0.91, car 0.50"
+    )
+    as_json = edgeinfer("events", "--json", "--data-dir", str(tmp_path), env={"TZ": "Europe/Berlin"})
+    assert as_json.stdout == "".join(b + "\n" for b in bodies)  # stored UTC ts, byte for byte
+
+
+def test_events_since_a_date_is_local_midnight(tmp_path):
+    # 2026-09-20T21:30Z .. one event a minute for 4 h: local midnight in Berlin is 22:00Z
+    bodies = _many_events(tmp_path, 240, t0=1_789_939_800_000_000_000)
+    result = edgeinfer("events", "--json", "--limit", "0", "--since", "2026-09-21", "--data-dir", str(tmp_path),
+                       env={"TZ": "Europe/Berlin"})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    shown = [json.loads(line) for line in result.stdout.splitlines()]
+    assert shown[0]["ts"] == "2026-09-20T22:00:00.000Z" and len(shown) == 240 - 30
+    assert result.stdout == "".join(b + "\n" for b in bodies[30:])
+
+
+def test_events_unknown_camera_names_the_cameras_there(tmp_path):
+    _store_with_events(tmp_path)
+    result = edgeinfer("events", "--camera", "dock", "--data-dir", str(tmp_path))
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip() == (
+        f"edgeinfer: error: no events from camera 'dock' in {tmp_path / 'edgeinfer.db'} "
+        "(cameras in it: gate, yard-north-1)"
+    )
+
+
+def test_events_follow_prints_new_events_and_stops_on_ctrl_c_with_0(tmp_path):
+    from edgeinfer.store.sqlite import STORE_FILE
+
+    bodies = _many_events(tmp_path, 3)
+    before = (tmp_path / STORE_FILE).stat().st_mtime_ns
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeinfer", "events", "--json", "--follow", "--data-dir", str(tmp_path)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = [proc.stdout.readline() for _ in range(3)]
+        assert first == [b + "\n" for b in bodies]
+        assert (tmp_path / STORE_FILE).stat().st_mtime_ns == before  # read-only: nothing written
+        later = _many_events(tmp_path, 2, camera="yard", t0=1_790_000_900_000_000_000)
+        assert [proc.stdout.readline() for _ in range(2)] == [b + "\n" for b in later]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
