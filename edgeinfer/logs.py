@@ -89,16 +89,18 @@ def native_level(line: str) -> int:
 def native_environment(level: str) -> dict[str, str]:
     """The libraries' own level settings for ``--log-level``: less is printed in the first place.
 
-    OpenCV reads OPENCV_LOG_LEVEL when cv2 is imported, its FFmpeg backend OPENCV_FFMPEG_LOGLEVEL (an
-    av_log level), TensorFlow's C++ logging TF_CPP_MIN_LOG_LEVEL. What they print anyway is captured.
+    OpenCV reads OPENCV_LOG_LEVEL when cv2 is imported; it writes WARNING and above to stderr but INFO and
+    DEBUG to *stdout*, so it is never set below WARNING (stdout is edgeinfer's output: ``detect --json``).
+    OPENCV_FFMPEG_LOGLEVEL is left alone on purpose: setting it makes OpenCV install an FFmpeg log callback
+    that printf()s to stdout, while unset FFmpeg logs errors only, to stderr, where they are captured.
+    TensorFlow's C++ logging reads TF_CPP_MIN_LOG_LEVEL (LiteRT's own INFO lines ignore it: captured).
     """
-    opencv = {"DEBUG": "DEBUG", "INFO": "INFO", "WARNING": "WARNING", "ERROR": "ERROR"}[level]
-    ffmpeg = {"DEBUG": "48", "INFO": "32", "WARNING": "24", "ERROR": "16"}[level]
+    opencv = "ERROR" if level == "ERROR" else "WARNING"
     tf = {"DEBUG": "0", "INFO": "0", "WARNING": "1", "ERROR": "2"}[level]
-    return {"OPENCV_LOG_LEVEL": opencv, "OPENCV_FFMPEG_LOGLEVEL": ffmpeg, "TF_CPP_MIN_LOG_LEVEL": tf}
+    return {"OPENCV_LOG_LEVEL": opencv, "TF_CPP_MIN_LOG_LEVEL": tf}
 
 
-_OPENCV_LEVELS = {"DEBUG": 5, "INFO": 4, "WARNING": 3, "ERROR": 2}  # cv2.setLogLevel: LOG_LEVEL_*
+_OPENCV_LEVELS = {"DEBUG": 3, "INFO": 3, "WARNING": 3, "ERROR": 2}  # cv2.setLogLevel: LOG_LEVEL_*
 
 
 class _LinesToLog(io.TextIOBase):

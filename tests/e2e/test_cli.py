@@ -5,6 +5,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -249,6 +250,27 @@ def test_a_timing_only_model_is_a_loud_warning_with_date_and_zone():
     assert "timing-only" not in bundled.stderr
     by_path = edgeinfer("detect", _an_image(), "--model", str(bundled_dir() / "shapes-n.onnx"))
     assert "model shapes-n is timing-only" in by_path.stderr
+
+
+@pytest.mark.slow
+def test_run_json_logs_take_in_opencv_and_ffmpeg_lines_and_leave_stdout_alone(tmp_path):
+    with socket.socket() as sock:  # a port nobody listens on: FFmpeg's "[tcp @ 0x...] Connection refused"
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = tmp_path / "edge.yaml"
+    config.write_text(
+        f"data_dir: {tmp_path}\nhttp: {{enabled: false}}\n"
+        f"cameras:\n  - {{name: gone, source: 'rtsp://127.0.0.1:{port}/stream'}}\n"
+    )
+    result = edgeinfer("--log-format", "json", "run", "-c", str(config), "--duration", "3", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""  # OpenCV prints INFO/DEBUG on stdout: they are never switched on
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    native = [r["msg"] for r in records if r["logger"] == "native"]
+    assert any(m.startswith("[tcp @ ") and "Connection refused" in m for m in native), native
+    assert any(m.startswith("[ WARN:") for m in native), native
+    quiet = edgeinfer("run", "-c", str(config), "--duration", "2", "--log-level", "error", timeout=60)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
 
 
 # --------------------------------------------------------------------------- detect: folders and files
