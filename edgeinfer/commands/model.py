@@ -13,14 +13,21 @@ if TYPE_CHECKING:
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("model", help="inspect a model or build a TensorRT engine")
-    verbs = parser.add_subparsers(dest="model_verb", required=True, metavar="inspect|build-engine")
+    verbs = parser.add_subparsers(
+        dest="model_verb", required=True, metavar="inspect|build-engine", help="what to do with it"
+    )
     inspect = verbs.add_parser("inspect", help="tensors, quantization, YOLO layout, class names, sha256")
-    inspect.add_argument("path", nargs="?", default="bundled")
-    inspect.add_argument("--labels", type=Path)
-    inspect.add_argument("--json", action="store_true")
+    inspect.add_argument(
+        "path",
+        nargs="?",
+        default="bundled",
+        help="bundled, a bundled model name, or a .tflite/.onnx/.engine file",
+    )
+    inspect.add_argument("--labels", type=Path, help="class names file, instead of the model's metadata")
+    inspect.add_argument("--json", action="store_true", help="print it as one JSON document")
     inspect.set_defaults(func=_inspect)
     build = verbs.add_parser("build-engine", help="build a TensorRT .engine from an .onnx (on the Jetson)")
-    build.add_argument("onnx", type=Path)
+    build.add_argument("onnx", type=Path, help="the .onnx model to build it from")
     build.add_argument("--output", type=Path, help="default: the .onnx path with .engine")
     build.add_argument("--fp16", action="store_true", help="allow FP16 kernels")
     build.add_argument("--int8", action="store_true", help="allow INT8 kernels (needs a Q/DQ ONNX)")

@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 
 from edgeinfer.errors import SourceError
+from edgeinfer.media import IMAGE_SUFFIXES
 
 logger = logging.getLogger(__name__)
 
 # The still images edgeinfer reads (folder cameras and ``edgeinfer detect DIR``): what cv2.imread decodes.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 
 def _natural_key(path: Path) -> list[int | str]:

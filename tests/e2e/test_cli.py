@@ -1,11 +1,17 @@
 """The CLI end to end, as a user runs it: detect, model inspect, config check/show, run + events."""
 
 import json
+import os
+import re
+import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -205,3 +211,256 @@ def test_events_errors_are_one_clear_line(tmp_path):
     bad = edgeinfer("events", "--data-dir", str(tmp_path), "--since", "yesterday")
     assert bad.returncode == 1 and bad.stdout == ""
     assert "--since 'yesterday': expected an RFC3339 time or an age such as 10m" in bad.stderr
+
+
+# --------------------------------------------------------------------------- logs on the command line
+
+LOG_LINE = re.compile(
+    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}(Z|[+-]\d{2}:\d{2}) (DEBUG|INFO|WARNING|ERROR)"
+)
+
+
+def _an_image():
+    return str(sorted(bundled_test_images().glob("*.jpg"))[0])
+
+
+def test_json_log_format_makes_every_stderr_line_json_native_chatter_included():
+    result = edgeinfer("--log-format", "json", "detect", _an_image())
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stderr.splitlines()]  # LiteRT's XNNPACK line too
+    assert any(r["logger"] == "native" and "XNNPACK" in r["msg"] for r in records), records
+    assert result.stdout.startswith(_an_image())
+
+
+def test_global_options_after_the_verb_in_lower_case_and_native_chatter_obeys_them():
+    result = edgeinfer("detect", _an_image(), "--log-level", "error")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no "INFO: Created TensorFlow Lite XNNPACK delegate" below ERROR
+    shown = edgeinfer("detect", _an_image(), "--log-level", "info")
+    assert any("native: INFO: Created TensorFlow Lite XNNPACK" in line for line in shown.stderr.splitlines())
+
+
+def test_a_timing_only_model_is_a_loud_warning_with_date_and_zone():
+    result = edgeinfer("detect", _an_image(), "--model", "shapes-n", env={"TZ": "Asia/Kolkata"})
+    assert result.returncode == 0, result.stderr
+    warning = next(line for line in result.stderr.splitlines() if "timing-only" in line)
+    assert LOG_LINE.match(warning) and "+05:30 WARNING" in warning, warning
+    assert "model shapes-n is timing-only" in warning and "shapes-s" in warning
+    bundled = edgeinfer("detect", _an_image())
+    assert "timing-only" not in bundled.stderr
+    by_path = edgeinfer("detect", _an_image(), "--model", str(bundled_dir() / "shapes-n.onnx"))
+    assert "model shapes-n is timing-only" in by_path.stderr
+
+
+@pytest.mark.slow
+def test_run_json_logs_take_in_opencv_and_ffmpeg_lines_and_leave_stdout_alone(tmp_path):
+    with socket.socket() as sock:  # a port nobody listens on: FFmpeg's "[tcp @ 0x...] Connection refused"
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = tmp_path / "edge.yaml"
+    config.write_text(
+        f"data_dir: {tmp_path}\nhttp: {{enabled: false}}\n"
+        f"cameras:\n  - {{name: gone, source: 'rtsp://127.0.0.1:{port}/stream'}}\n"
+    )
+    result = edgeinfer("--log-format", "json", "run", "-c", str(config), "--duration", "3", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""  # OpenCV prints INFO/DEBUG on stdout: they are never switched on
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    native = [r["msg"] for r in records if r["logger"] == "native"]
+    assert any(m.startswith("[tcp @ ") and "Connection refused" in m for m in native), native
+    assert any(m.startswith("[ WARN:") for m in native), native
+    quiet = edgeinfer("run", "-c", str(config), "--duration", "2", "--log-level", "error", timeout=60)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+
+
+# --------------------------------------------------------------------------- detect: folders and files
+
+
+def _images(folder, *names):
+    source = sorted(bundled_test_images().glob("*.jpg"))
+    for i, name in enumerate(names):
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source[i], path)
+    return folder
+
+
+def test_detect_recurses_with_r_and_says_when_a_folder_has_no_images(tmp_path):
+    _images(tmp_path / "photos", "top.jpg", "day1/a.jpg", "day1/deeper/b.png")
+    flat = edgeinfer("detect", "--json", str(tmp_path / "photos"))
+    assert flat.returncode == 0, flat.stderr
+    assert [json.loads(line)["image"] for line in flat.stdout.splitlines()] == [
+        str(tmp_path / "photos/top.jpg")
+    ]
+    deep = edgeinfer("detect", "--json", "-r", str(tmp_path / "photos"))
+    assert [json.loads(line)["image"] for line in deep.stdout.splitlines()] == [
+        str(tmp_path / "photos/day1/a.jpg"),
+        str(tmp_path / "photos/day1/deeper/b.png"),
+        str(tmp_path / "photos/top.jpg"),
+    ]
+    (tmp_path / "empty").mkdir()
+    empty = edgeinfer("detect", str(tmp_path / "empty"))
+    assert empty.returncode == 1 and empty.stdout == ""
+    assert empty.stderr.strip() == f"edgeinfer: error: no images found in {tmp_path / 'empty'}"
+    _images(tmp_path / "albums", "2026/summer.jpg")
+    nested = edgeinfer("detect", str(tmp_path / "albums"))
+    assert nested.returncode == 1
+    assert nested.stderr.strip() == (
+        f"edgeinfer: error: no images found in {tmp_path / 'albums'} (there are some in its subfolders: add -r)"
+    )
+
+
+def test_detect_save_never_lets_two_images_overwrite_each_other(tmp_path):
+    _images(tmp_path, "a/x.jpg", "b/x.jpg", "b/y.jpg")
+    out = tmp_path / "out"
+    result = edgeinfer("detect", str(tmp_path / "a/x.jpg"), str(tmp_path / "b"), "--save", str(out))
+    assert result.returncode == 0, result.stderr
+    saved = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.jpg"))
+    assert saved == ["a/x.jpg", "b/x.jpg", "b/y.jpg"]  # the folders kept, as the names collide
+    assert "keep their folders" in result.stderr
+    unique = edgeinfer("detect", str(tmp_path / "b"), "--save", str(tmp_path / "flat"))
+    assert sorted(p.name for p in (tmp_path / "flat").iterdir()) == ["x.jpg", "y.jpg"]
+    assert unique.returncode == 0
+    original = (tmp_path / "b/x.jpg").read_bytes()
+    onto_input = edgeinfer("detect", str(tmp_path / "b"), "--save", str(tmp_path / "b"))
+    assert onto_input.returncode == 1 and "would overwrite the input" in onto_input.stderr
+    assert (tmp_path / "b/x.jpg").read_bytes() == original  # untouched
+
+
+def test_detect_says_what_is_wrong_with_a_video_a_url_and_a_broken_file(tmp_path):
+    video = edgeinfer("detect", str(bundled_dir() / "demo.mp4"))
+    assert video.returncode == 1 and "Traceback" not in video.stderr
+    assert video.stderr.startswith(
+        f"edgeinfer: error: {bundled_dir() / 'demo.mp4'} is a video; use a camera source"
+    )
+    url = edgeinfer("detect", "https://example.com/yard.jpg")
+    assert url.returncode == 1
+    assert url.stderr.startswith(
+        "edgeinfer: error: https://example.com/yard.jpg: URLs are not read by detect"
+    )
+    assert "https:/example.com" not in url.stderr
+    disguised = tmp_path / "clip.jpg"
+    shutil.copyfile(bundled_dir() / "demo.mp4", disguised)
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    mixed = edgeinfer("detect", str(disguised), str(tmp_path / "junk.png"), _an_image())
+    assert mixed.returncode == 1  # some images failed; the good one is still done
+    lines = mixed.stdout.splitlines()
+    assert lines[0] == f"{disguised}: is a video; use a camera source"
+    assert lines[1] == f"{tmp_path / 'junk.png'}: cannot decode image"
+    assert lines[2].startswith(_an_image())
+
+
+def test_detect_an_unreadable_file_is_permission_denied_not_undecodable():
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # root reads anything: run the CLI as nobody
+        if not shutil.which("setpriv"):
+            pytest.skip("running as root without setpriv")
+        as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    folder = Path(tempfile.mkdtemp(prefix="edgeinfer-perm-"))
+    try:
+        folder.chmod(0o755)
+        locked = folder / "locked.jpg"
+        shutil.copyfile(_an_image(), locked)
+        locked.chmod(0)
+        result = subprocess.run(
+            [*as_user, sys.executable, "-m", "edgeinfer", "detect", "--json", str(locked)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO,
+            env={**os.environ, "HOME": str(folder)},
+            check=False,
+        )
+        assert result.returncode == 1, result.stderr
+        assert json.loads(result.stdout) == {"image": str(locked), "error": "permission denied"}
+    finally:
+        shutil.rmtree(folder)
+
+
+# --------------------------------------------------------------------------- events
+
+
+def _many_events(data_dir, n, camera="gate", t0=1_790_000_000_000_000_000):
+    from edgeinfer.store.sqlite import STORE_FILE, EventRow, Store
+    from edgeinfer.timefmt import rfc3339_ms
+
+    store = Store(data_dir / STORE_FILE)
+    rows = []
+    for i in range(n):
+        ts = t0 + i * 60 * 10**9
+        body = {"device": "box", "camera": camera, "seq": i, "ts": rfc3339_ms(ts), "model": "shapes-s",
+                "detections": [{"label": "car", "class_id": 0, "score": 0.5, "box": [1.0, 2.0, 3.0, 4.0]}],
+                "latency_ms": {"e2e": 1.0}, "batch_size": 1}  # fmt: skip
+        rows.append(EventRow(camera, ts, json.dumps(body, separators=(",", ":"))))
+    store.append(rows)
+    store.close()
+    return [r.body for r in rows]
+
+
+def test_events_shows_the_newest_100_by_default_and_limit_0_shows_all(tmp_path):
+    bodies = _many_events(tmp_path, 130)
+    default = edgeinfer("events", "--json", "--data-dir", str(tmp_path))
+    assert default.returncode == 0, default.stderr
+    assert default.stdout == "".join(b + "\n" for b in bodies[-100:])
+    assert "the newest 100 of 130; --limit 0 shows all" in default.stderr
+    everything = edgeinfer("events", "--json", "--limit", "0", "--data-dir", str(tmp_path))
+    assert everything.stdout == "".join(b + "\n" for b in bodies) and everything.stderr == ""
+
+
+def test_events_times_are_local_with_the_zone_and_json_keeps_utc(tmp_path):
+    bodies = _store_with_events(tmp_path)
+    berlin = edgeinfer("events", "--data-dir", str(tmp_path), env={"TZ": "Europe/Berlin"})
+    assert (
+        berlin.stdout.splitlines()[0]
+        == "2026-09-21T16:13:20.123+02:00  gate         #7      person 0.91, car 0.50"
+    )
+    as_json = edgeinfer("events", "--json", "--data-dir", str(tmp_path), env={"TZ": "Europe/Berlin"})
+    assert as_json.stdout == "".join(b + "\n" for b in bodies)  # stored UTC ts, byte for byte
+
+
+def test_events_since_a_date_is_local_midnight(tmp_path):
+    # 2026-09-20T21:30Z .. one event a minute for 4 h: local midnight in Berlin is 22:00Z
+    bodies = _many_events(tmp_path, 240, t0=1_789_939_800_000_000_000)
+    result = edgeinfer("events", "--json", "--limit", "0", "--since", "2026-09-21", "--data-dir", str(tmp_path),
+                       env={"TZ": "Europe/Berlin"})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    shown = [json.loads(line) for line in result.stdout.splitlines()]
+    assert shown[0]["ts"] == "2026-09-20T22:00:00.000Z" and len(shown) == 240 - 30
+    assert result.stdout == "".join(b + "\n" for b in bodies[30:])
+
+
+def test_events_unknown_camera_names_the_cameras_there(tmp_path):
+    _store_with_events(tmp_path)
+    result = edgeinfer("events", "--camera", "dock", "--data-dir", str(tmp_path))
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip() == (
+        f"edgeinfer: error: no events from camera 'dock' in {tmp_path / 'edgeinfer.db'} "
+        "(cameras in it: gate, yard-north-1)"
+    )
+
+
+def test_events_follow_prints_new_events_and_stops_on_ctrl_c_with_0(tmp_path):
+    from edgeinfer.store.sqlite import STORE_FILE
+
+    bodies = _many_events(tmp_path, 3)
+    before = (tmp_path / STORE_FILE).stat().st_mtime_ns
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeinfer", "events", "--json", "--follow", "--data-dir", str(tmp_path)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = [proc.stdout.readline() for _ in range(3)]
+        assert first == [b + "\n" for b in bodies]
+        assert (tmp_path / STORE_FILE).stat().st_mtime_ns == before  # read-only: nothing written
+        later = _many_events(tmp_path, 2, camera="yard", t0=1_790_000_900_000_000_000)
+        assert [proc.stdout.readline() for _ in range(2)] == [b + "\n" for b in later]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,77 @@
+"""A bundled model that was never trained (manifest status timing-only) is a loud WARNING wherever it is
+used: detect (tests/e2e/test_cli.py), run and bench. The model files keep their names."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from edgeinfer.cli import build_parser
+from edgeinfer.commands._common import bundled_entry_of, warn_if_timing_only
+from edgeinfer.detect.assets import bundled_dir, manifest
+
+
+def _timing_only() -> list[str]:
+    return [m["name"] for m in manifest()["models"] if m.get("status") == "timing-only"]
+
+
+def test_the_manifest_marks_shapes_n_timing_only() -> None:
+    assert _timing_only() == ["shapes-n"]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["shapes-n", str(bundled_dir() / "shapes-n_int8.tflite"), str(bundled_dir() / "shapes-n.onnx")],
+)
+def test_timing_only_models_are_recognised_by_name_and_by_file(
+    spec: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="edgeinfer"):
+        assert warn_if_timing_only(spec)
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING
+    assert "model shapes-n is timing-only" in record.getMessage() and "shapes-s" in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    "spec", ["bundled", "shapes-s", str(bundled_dir() / "shapes-s_int8.tflite"), "/x/y.onnx"]
+)
+def test_trained_or_foreign_models_pass_quietly(spec: str, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG):
+        assert not warn_if_timing_only(spec)
+    assert caplog.records == []
+    assert bundled_entry_of("nope") is None
+
+
+def test_run_warns_for_the_configured_model(tmp_path: Path, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    import edgeinfer.app.daemon as daemon_module
+    from edgeinfer.commands import run as run_verb
+
+    class FakeDaemon:
+        def __init__(self, *_args, **_kwargs):  # type: ignore[no-untyped-def]
+            pass
+
+        async def run(self) -> None:
+            return None
+
+    monkeypatch.setattr(daemon_module, "Daemon", FakeDaemon)
+    config = tmp_path / "edge.yaml"
+    config.write_text(f"data_dir: {tmp_path}\ndetector: {{model: shapes-n}}\n")
+    with caplog.at_level(logging.WARNING, logger="edgeinfer"):
+        assert run_verb.run(build_parser().parse_args(["run", "-c", str(config)])) == 0
+    assert any("model shapes-n is timing-only" in r.getMessage() for r in caplog.records)
+
+
+def test_bench_warns_for_its_model(monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    import edgeinfer.bench.cli as bench_cli
+    from edgeinfer.commands import bench as bench_verb
+
+    monkeypatch.setattr(bench_cli, "run", lambda args: 0)
+    with caplog.at_level(logging.WARNING, logger="edgeinfer"):
+        assert bench_verb.run(build_parser().parse_args(["bench", "--model", "shapes-n"])) == 0
+    assert any("model shapes-n is timing-only" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    bench_verb.run(build_parser().parse_args(["bench"]))
+    assert caplog.records == []
