@@ -84,6 +84,14 @@ def _check_text(value: str, what: str, reason: str) -> str:
     return value
 
 
+def _field_key(name: str) -> str:
+    # Valid line protocol, but VictoriaMetrics' parser reads a '"' in a field key as the start of a string
+    # and loses the value (see edgeinfer.lineprotocol): refused like a control character.
+    if '"' in name:
+        raise Rejected("bad_field", f"field {name[:40]!r} has a double quote")
+    return _check_text(name, "field", "bad_field")
+
+
 def _reject_constant(name: str) -> Any:
     raise Rejected("non_finite", f"{name} is not a finite number")
 
@@ -129,9 +137,9 @@ def _flatten(
             continue
         name = f"{prefix}_{key}" if prefix else key
         if isinstance(value, bool):
-            out[_check_text(name, "field", "bad_field")] = value
+            out[_field_key(name)] = value
         elif isinstance(value, int | float):
-            out[_check_text(name, "field", "bad_field")] = _number(value, name)
+            out[_field_key(name)] = _number(value, name)
         elif isinstance(value, dict):
             _flatten(value, name, depth + 1, out, skip)
         elif isinstance(value, list):
@@ -207,7 +215,7 @@ def _parse_line(sub: SensorSubscription, topic: str, tags: dict[str, str], text:
             _check_text(key, "tag key", "bad_tag")
             _check_text(value, f"tag {key!r}", "bad_tag")
         for key in point.fields:
-            _check_text(key, "field", "bad_field")
+            _field_key(key)
         ts_ns = now_ns if point.ts_ns is None else point.ts_ns
         if not _MIN_TS_NS <= ts_ns <= _MAX_TS_NS:
             raise Rejected("bad_timestamp", "timestamp (ns) before 2000 or after 2200")

@@ -117,6 +117,8 @@ VERY_DEEP = "[" * 100_000 + "]" * 100_000
         (JSON_SUB, '{"t": 1, "room": {"x": 1}}', "bad_tag"),
         (JSON_SUB, '{"t": 1, "room": "a\\nb"}', "bad_tag"),
         (JSON_SUB, '{"t\\n": 1}', "bad_field"),
+        (JSON_SUB, '{"a\\"b": 1}', "bad_field"),
+        (LINE_SUB, 'm a"b=1', "bad_field"),
         (JSON_SUB, '{"t": 1, "time": "yesterday"}', "bad_timestamp"),
         (JSON_SUB, '{"t": 1, "time": true}', "bad_timestamp"),
         (JSON_SUB, '{"t": 1, "time": 12}', "bad_timestamp"),
