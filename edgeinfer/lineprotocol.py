@@ -14,6 +14,13 @@ FieldValue = float | int | bool | str
 # ``objects`` and ``tracks`` are reserved for the planned tracking outputs.
 DAEMON_MEASUREMENTS = frozenset({"detections", "inference", "objects", "tracks"})
 
+
+def is_daemon_measurement(name: str) -> bool:
+    """One of :data:`DAEMON_MEASUREMENTS`, or one of them followed by ``_``: VictoriaMetrics names a series
+    ``{measurement}_{field}``, so ``detections_max`` with field ``score`` is ``detections_max_score``."""
+    return name in DAEMON_MEASUREMENTS or name.partition("_")[0] in DAEMON_MEASUREMENTS
+
+
 REPLACEMENT = "\ufffd"
 # What line protocol cannot carry in a name (measurement, tag key or value, field key): a line break ends
 # the line in every parser (VictoriaMetrics splits on "\n" before anything else, quotes or not), the other

@@ -122,6 +122,10 @@ class SensorSubscription(Strict):
     topic: str = Field(description="Topic template: sensors/{site}/{sensor}; '+' and '#' also accepted.")
     measurement: str = Field("sensors", pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")
     format: Literal["json", "value", "line"] = "json"
+    measurements: list[str] = Field(
+        default_factory=list,
+        description="format line: line measurements written as they are; any other is written as measurement.",
+    )
     tags: list[str] = Field(default_factory=list, description="JSON keys that become tags.")
     timestamp_key: str | None = Field(None, description="JSON key holding the reading time.")
     qos: Literal[0, 1, 2] = 1

@@ -32,7 +32,7 @@ from edgeinfer.errors import ConfigError, StoreError
 from edgeinfer.mqtt.client import Message, MQTTClient
 from edgeinfer.mqtt.topics import TopicTemplate
 from edgeinfer.sensors.context import SensorContext
-from edgeinfer.sensors.parse import Parsed, Rejected, parse_payload
+from edgeinfer.sensors.parse import Parsed, Rejected, check_subscription, parse_payload
 from edgeinfer.sensors.triggers import Triggers
 from edgeinfer.store.sqlite import AsyncStore
 
@@ -91,6 +91,7 @@ class SensorInput:
         self.routes: list[_Route] = []
         for sub in cfg.sensors:
             try:
+                check_subscription(sub)
                 self.routes.append(_Route(sub, TopicTemplate(sub.topic), sub.topic))
             except ValueError as exc:
                 raise ConfigError(f"mqtt.sensors: {exc}") from None

@@ -12,8 +12,12 @@ Payload formats (``format:`` of a subscription):
   arrays are rejected. The optional ``timestamp_key`` holds the reading time as RFC 3339 or epoch seconds,
   ms, us or ns (told apart by magnitude).
 - ``value``: a bare number, stored as field ``value``.
-- ``line``: InfluxDB line protocol, one or more lines; the line's measurement, tags and timestamp are kept
-  and the template's tags are added where the line has no tag of that name.
+- ``line``: InfluxDB line protocol, one or more lines; the line's tags and timestamp are kept and the
+  template's tags are added where the line has no tag of that name. The measurement written is the
+  subscription's ``measurement``, or the line's own where it is one of the subscription's
+  ``measurements``: a sensor cannot write into another measurement. A line naming one of the daemon's own
+  measurements (:data:`~edgeinfer.lineprotocol.DAEMON_MEASUREMENTS`: ``detections``, ``inference``,
+  ``objects``, ``tracks``, also with a ``_`` suffix) rejects the message (``reserved_measurement``).
 
 Readings without a timestamp get the time they were received.
 
@@ -33,7 +37,13 @@ from datetime import datetime
 from typing import Any
 
 from edgeinfer.config import SensorSubscription
-from edgeinfer.lineprotocol import FieldValue, LineProtocolError, format_point, parse_lines
+from edgeinfer.lineprotocol import (
+    FieldValue,
+    LineProtocolError,
+    format_point,
+    is_daemon_measurement,
+    parse_lines,
+)
 from edgeinfer.mqtt.topics import TopicTemplate
 
 MAX_DEPTH = 4
@@ -59,6 +69,7 @@ REASONS = (
     "no_fields",
     "too_many_fields",
     "bad_line",
+    "reserved_measurement",
     "unknown_topic",
 )
 
@@ -210,6 +221,11 @@ def _parse_line(sub: SensorSubscription, topic: str, tags: dict[str, str], text:
     parsed = Parsed()
     for point in points:
         _check_text(point.measurement, "measurement", "bad_line")
+        if is_daemon_measurement(point.measurement):
+            raise Rejected(
+                "reserved_measurement", f"{point.measurement[:40]!r} is the daemon's own measurement"
+            )
+        measurement = point.measurement if point.measurement in sub.measurements else sub.measurement
         merged = {**tags, **point.tags}
         for key, value in merged.items():
             _check_text(key, "tag key", "bad_tag")
@@ -219,9 +235,23 @@ def _parse_line(sub: SensorSubscription, topic: str, tags: dict[str, str], text:
         ts_ns = now_ns if point.ts_ns is None else point.ts_ns
         if not _MIN_TS_NS <= ts_ns <= _MAX_TS_NS:
             raise Rejected("bad_timestamp", "timestamp (ns) before 2000 or after 2200")
-        parsed.lines.append((ts_ns, format_point(point.measurement, merged, point.fields, ts_ns)))
+        parsed.lines.append((ts_ns, format_point(measurement, merged, point.fields, ts_ns)))
         parsed.values.update({f"{topic}/{k}": v for k, v in point.fields.items()})
     return parsed
+
+
+def check_subscription(sub: SensorSubscription) -> None:
+    """Raise ValueError where a subscription would write one of the daemon's own measurements."""
+    for name in (sub.measurement, *sub.measurements):
+        if not name or any(ord(c) < 32 or ord(c) == 127 for c in name):
+            raise ValueError(
+                f"subscription {sub.topic!r}: measurement {name[:40]!r} is empty or has control characters"
+            )
+        if is_daemon_measurement(name):
+            raise ValueError(
+                f"subscription {sub.topic!r}: measurement {name!r} is the daemon's own "
+                "(detections, inference, objects, tracks and their NAME_... forms are reserved)"
+            )
 
 
 _PARSERS = {"json": _parse_json, "value": _parse_value, "line": _parse_line}

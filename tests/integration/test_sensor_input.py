@@ -312,3 +312,40 @@ def test_sigkill_mid_stream_loses_no_reading(broker, tmp_path: Path) -> None:  #
     assert expected - values == set()
     print(f"killed after {killed_at} stored; {len(_points(store)) - killed_at} stored after the restart")
     store.close()
+
+
+def test_line_payloads_cannot_spoof_the_daemons_measurements(broker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The probe: 20 forged detections/inference points went into the outbox (and would overwrite real
+    ones by series + timestamp). Now each is refused and counted; readings go to the configured measurement."""
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    sub = SensorSubscription(topic=prefix + "/{site}", measurement="env", format="line")
+    ts = (time.time_ns() // 10**6) * 10**6
+    spoofed = [
+        (f"{prefix}/hall", f"detections,device=box,camera=dock,label=person,model=m count=9i,max_score=1.0 {ts + i}".encode())
+        if i % 2 else (f"{prefix}/hall", f"inference,device=box,camera=dock,model=m e2e_ms=0.1 {ts + i}".encode())
+        for i in range(20)
+    ]  # fmt: skip
+    valid = [(f"{prefix}/hall", f"cpu usage={i} {ts + 100 + i}".encode()) for i in range(5)]
+    store = Store(tmp_path / "store.db")
+    astore = AsyncStore(store)
+    registry = CollectorRegistry()
+    sensor = SensorInput(_cfg(broker, prefix, "3.1.1", [sub]), "box", astore, registry, SensorContext())
+
+    async def scenario() -> None:
+        async def publish() -> None:
+            await _until(lambda: sensor.client.connections > 0, 10)
+            await asyncio.sleep(0.3)  # SUBACK
+            await asyncio.to_thread(publish_all, broker.port, spoofed + valid)
+
+        publisher = asyncio.create_task(publish())
+        handled = lambda: _dropped(registry) + len(_points(store)) >= 25  # noqa: E731
+        assert await _run_until(sensor, handled, 20)
+        await publisher
+
+    asyncio.run(scenario())
+    points = [parse_line(line) for line in _points(store)]
+    assert [p.measurement for p in points] == ["env"] * 5
+    assert sorted(p.fields["usage"] for p in points) == [0.0, 1.0, 2.0, 3.0, 4.0]
+    reason = {"subscription": sub.topic, "reason": "reserved_measurement"}
+    assert registry.get_sample_value("edgeinfer_sensor_messages_dropped_total", reason) == 20
+    astore.close()
