@@ -154,6 +154,9 @@ class MQTTConfig(Strict):
     stats_interval_s: float = Field(10.0, gt=0)
     session_expiry_s: int = Field(86400, ge=0, description="MQTT 5 session expiry for the sensor session.")
     max_payload_bytes: int = Field(65536, ge=16)
+    sensor_queue_size: int = Field(
+        2000, ge=1, description="Sensor messages waiting to be stored; more are dropped."
+    )
     sensors: list[SensorSubscription] = Field(default_factory=list)
 
     @model_validator(mode="after")
