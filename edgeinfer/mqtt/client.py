@@ -44,6 +44,10 @@ class ConnectionLost(SinkError):
 class PublishRejected(SinkError):
     """The broker refused a message for good (MQTT 5 PUBACK reason code)."""
 
+    def __init__(self, message: str, reason: str = "refused") -> None:
+        super().__init__(message)
+        self.reason = reason  # the reason code's name as a metric label, e.g. "not_authorized"
+
 
 @dataclass(frozen=True, slots=True)
 class Will:
@@ -63,6 +67,7 @@ class Message:
     mid: int
     received_ns: int  # wall-clock receive time, strictly increasing per client
     _client: paho.Client
+    retain: bool = False  # set only for a retained message sent because a subscription was just made
 
     def ack(self) -> None:
         if self.qos > 0:
@@ -318,7 +323,7 @@ class MQTTClient:
     def _cb_message(self, client: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
         now = time.time_ns()
         self._last_received_ns = now = max(now, self._last_received_ns + 1)
-        message = Message(msg.topic, bytes(msg.payload), msg.qos, msg.mid, now, client)
+        message = Message(msg.topic, bytes(msg.payload), msg.qos, msg.mid, now, client, bool(msg.retain))
         if self.on_message_thread is not None:
             if client is self._client:  # not from a connection already torn down
                 self.on_message_thread(message)
@@ -347,9 +352,11 @@ class MQTTClient:
         future = self._pending.pop(mid, None)
         if future is None or future.done():
             return
-        if reason.is_failure:
-            exc_type = PublishRejected if reason.value in PERMANENT_PUBACK_CODES else ConnectionLost
-            future.set_exception(exc_type(f"broker refused the message: {reason}"))
+        if reason.is_failure and reason.value in PERMANENT_PUBACK_CODES:
+            label = str(reason).lower().replace(" ", "_")
+            future.set_exception(PublishRejected(f"broker refused the message: {reason}", label))
+        elif reason.is_failure:
+            future.set_exception(ConnectionLost(f"broker refused the message: {reason}"))
         else:
             future.set_result(None)
 
