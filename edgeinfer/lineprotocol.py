@@ -10,16 +10,64 @@ from dataclasses import dataclass
 
 FieldValue = float | int | bool | str
 
+# The daemon's own measurements: sensor input may never write them (see edgeinfer.sensors.parse).
+# ``objects`` and ``tracks`` are reserved for the planned tracking outputs.
+DAEMON_MEASUREMENTS = frozenset({"detections", "inference", "objects", "tracks"})
+
+
+def is_daemon_measurement(name: str) -> bool:
+    """One of :data:`DAEMON_MEASUREMENTS`, or one of them followed by ``_``: VictoriaMetrics names a series
+    ``{measurement}_{field}``, so ``detections_max`` with field ``score`` is ``detections_max_score``."""
+    return name in DAEMON_MEASUREMENTS or name.partition("_")[0] in DAEMON_MEASUREMENTS
+
+
+REPLACEMENT = "\ufffd"
+# What line protocol cannot carry in a name (measurement, tag key or value, field key): a line break ends
+# the line in every parser (VictoriaMetrics splits on "\n" before anything else, quotes or not), the other
+# control characters are refused or mangled by some of them, and a lone surrogate cannot be encoded as
+# UTF-8 at all. Each such character becomes U+FFFD. (A '"' in a field key is valid line protocol, but
+# VictoriaMetrics' parser takes it for the start of a string and loses the value: sensor input refuses
+# such keys, and the daemon's own keys never have one.)
+_NOT_IN_NAMES = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# In a string field value a tab is fine (it is inside quotes); line breaks and the rest are not.
+_NOT_IN_STRINGS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def carried(text: str, part: str = "tag") -> str:
+    """``text`` as a TSDB reads it back after :func:`format_point` wrote it as a ``part``.
+
+    ``part`` is ``"measurement"``, ``"tag"`` (key or value), ``"field"`` (a key) or ``"string"``
+    (a string field value). The identity for every text without characters line protocol cannot carry;
+    each of those becomes U+FFFD, and so does a leading ``#`` of a measurement (the line would read as a
+    comment). Never raises.
+    """
+    text = (_NOT_IN_STRINGS if part == "string" else _NOT_IN_NAMES).sub(REPLACEMENT, text)
+    if part == "measurement" and text.startswith("#"):
+        text = REPLACEMENT + text[1:]
+    return text
+
+
+def _escape(text: str, specials: str) -> str:
+    text = text.replace("\\", "\\\\")
+    for char in specials:
+        text = text.replace(char, "\\" + char)
+    return text
+
 
 # Cached: the same few keys, tag values and measurement names repeat in every point the daemon writes.
 @functools.lru_cache(maxsize=4096)
 def _escape_key(text: str) -> str:
-    return text.replace("\\", "\\\\").replace(",", r"\,").replace("=", r"\=").replace(" ", r"\ ")
+    return _escape(carried(text), ",= ")
+
+
+@functools.lru_cache(maxsize=1024)
+def _escape_field_key(text: str) -> str:
+    return _escape(carried(text, "field"), ",= ")
 
 
 @functools.lru_cache(maxsize=256)
 def _escape_measurement(text: str) -> str:
-    return text.replace("\\", "\\\\").replace(",", r"\,").replace(" ", r"\ ")
+    return _escape(carried(text, "measurement"), ", ")
 
 
 def _field(value: FieldValue) -> str:
@@ -31,20 +79,37 @@ def _field(value: FieldValue) -> str:
         if not math.isfinite(value):
             raise ValueError(f"field value {value!r} is not finite")
         return repr(value)
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + _escape(carried(value, "string"), '"') + '"'
 
 
 def format_point(
     measurement: str, tags: Mapping[str, str], fields: Mapping[str, FieldValue], ts_ns: int
 ) -> str:
-    """One line of line protocol. Tags are sorted (InfluxDB's preferred order); empty tags are left out."""
+    """One line of line protocol. Tags are sorted (InfluxDB's preferred order); empty tags are left out.
+
+    Whatever the names hold, the result is exactly one line that every parser reads as the same point:
+    characters line protocol cannot carry are replaced (see :func:`carried`; two keys that become the
+    same keep the later value), the rest is escaped. Raises ValueError for an empty measurement, tag key
+    or field key, no fields, or a non-finite float.
+    """
     if not fields:
         raise ValueError("a point needs at least one field")
-    head = _escape_measurement(measurement)
+    if not measurement:
+        raise ValueError("empty measurement")
+    tag_parts: dict[str, str] = {}
     for key in sorted(tags):
-        if tags[key] != "":
-            head += f",{_escape_key(key)}={_escape_key(str(tags[key]))}"
-    body = ",".join(f"{_escape_key(k)}={_field(v)}" for k, v in fields.items())
+        if not key:
+            raise ValueError("empty tag key")
+        tag = str(tags[key])
+        if tag != "":
+            tag_parts[_escape_key(key)] = _escape_key(tag)
+    field_parts: dict[str, str] = {}
+    for key, value in fields.items():
+        if not key:
+            raise ValueError("empty field key")
+        field_parts[_escape_field_key(key)] = _field(value)
+    head = "".join([_escape_measurement(measurement), *(f",{k}={v}" for k, v in tag_parts.items())])
+    body = ",".join(f"{k}={v}" for k, v in field_parts.items())
     return f"{head} {body} {int(ts_ns)}"
 
 
@@ -165,7 +230,7 @@ def parse_lines(text: str) -> list[ParsedPoint]:
     points = []
     for number, line in enumerate(text.split("\n"), start=1):
         line = line.removesuffix("\r")
-        if not line.strip() or line.lstrip().startswith("#"):
+        if not line.strip() or line.lstrip(" \t").startswith("#"):  # "\u3000#" is no comment
             continue
         try:
             points.append(parse_line(line))

@@ -123,6 +123,10 @@ class SensorSubscription(Strict):
     topic: str = Field(description="Topic template: sensors/{site}/{sensor}; '+' and '#' also accepted.")
     measurement: str = Field("sensors", pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")
     format: Literal["json", "value", "line"] = "json"
+    measurements: list[str] = Field(
+        default_factory=list,
+        description="format line: line measurements written as they are; any other is written as measurement.",
+    )
     tags: list[str] = Field(default_factory=list, description="JSON keys that become tags.")
     timestamp_key: str | None = Field(None, description="JSON key holding the reading time.")
     qos: Literal[0, 1, 2] = 1
@@ -151,6 +155,9 @@ class MQTTConfig(Strict):
     stats_interval_s: float = Field(10.0, gt=0)
     session_expiry_s: int = Field(86400, ge=0, description="MQTT 5 session expiry for the sensor session.")
     max_payload_bytes: int = Field(65536, ge=16)
+    sensor_queue_size: int = Field(
+        2000, ge=1, description="Sensor messages waiting to be stored; more are dropped."
+    )
     sensors: list[SensorSubscription] = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -44,6 +44,10 @@ class ConnectionLost(SinkError):
 class PublishRejected(SinkError):
     """The broker refused a message for good (MQTT 5 PUBACK reason code)."""
 
+    def __init__(self, message: str, reason: str = "refused") -> None:
+        super().__init__(message)
+        self.reason = reason  # the reason code's name as a metric label, e.g. "not_authorized"
+
 
 @dataclass(frozen=True, slots=True)
 class Will:
@@ -63,6 +67,7 @@ class Message:
     mid: int
     received_ns: int  # wall-clock receive time, strictly increasing per client
     _client: paho.Client
+    retain: bool = False  # set only for a retained message sent because a subscription was just made
 
     def ack(self) -> None:
         if self.qos > 0:
@@ -92,7 +97,9 @@ class MQTTClient:
     """One logical MQTT client that stays connected while :meth:`run` runs.
 
     ``on_connect`` is called on the event loop after each successful CONNACK (subscribe there);
-    ``on_message`` on the event loop for each received message.
+    ``on_message`` on the event loop for each received message. ``on_message_thread``, where given, is
+    called instead on paho's network thread, as each message arrives: it must be quick and thread-safe
+    (a bounded hand-over to the loop: one loop callback per message is itself an unbounded queue).
     """
 
     def __init__(
@@ -105,6 +112,7 @@ class MQTTClient:
         will: Will | None = None,
         on_connect: Callable[[], None] | None = None,
         on_message: Callable[[Message], None] | None = None,
+        on_message_thread: Callable[[Message], None] | None = None,
         max_inflight: int = 20,
         receive_maximum: int | None = None,
         backoff: tuple[float, float] = (0.5, 30.0),
@@ -116,6 +124,7 @@ class MQTTClient:
         self.will = will
         self.on_connect = on_connect
         self.on_message = on_message
+        self.on_message_thread = on_message_thread
         self.max_inflight = max_inflight
         self.receive_maximum = receive_maximum
         self.backoff = backoff
@@ -217,7 +226,7 @@ class MQTTClient:
     def _connect_properties(self) -> Properties | None:
         if self.cfg.protocol != "5":
             return None
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.cfg.session_expiry_s if self.persistent else 0
         if self.receive_maximum is not None:
             props.ReceiveMaximum = self.receive_maximum
@@ -284,10 +293,10 @@ class MQTTClient:
                 future.set_exception(exc)
                 future.exception()  # mark retrieved: owners may have given up on it
         subscribed, self._subscribed = self._subscribed, {}
-        for future in subscribed.values():
-            if not future.done():
-                future.set_exception(exc)
-                future.exception()
+        for waiter in subscribed.values():
+            if not waiter.done():
+                waiter.set_exception(exc)
+                waiter.exception()
 
     # ----------------------------------------------------------------- paho callbacks (paho's thread)
 
@@ -314,7 +323,11 @@ class MQTTClient:
     def _cb_message(self, client: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
         now = time.time_ns()
         self._last_received_ns = now = max(now, self._last_received_ns + 1)
-        message = Message(msg.topic, bytes(msg.payload), msg.qos, msg.mid, now, client)
+        message = Message(msg.topic, bytes(msg.payload), msg.qos, msg.mid, now, client, bool(msg.retain))
+        if self.on_message_thread is not None:
+            if client is self._client:  # not from a connection already torn down
+                self.on_message_thread(message)
+            return
         self._schedule(client, self._on_received, message)
 
     def _cb_subscribe(
@@ -339,9 +352,11 @@ class MQTTClient:
         future = self._pending.pop(mid, None)
         if future is None or future.done():
             return
-        if reason.is_failure:
-            exc_type = PublishRejected if reason.value in PERMANENT_PUBACK_CODES else ConnectionLost
-            future.set_exception(exc_type(f"broker refused the message: {reason}"))
+        if reason.is_failure and reason.value in PERMANENT_PUBACK_CODES:
+            label = str(reason).lower().replace(" ", "_")
+            future.set_exception(PublishRejected(f"broker refused the message: {reason}", label))
+        elif reason.is_failure:
+            future.set_exception(ConnectionLost(f"broker refused the message: {reason}"))
         else:
             future.set_result(None)
 

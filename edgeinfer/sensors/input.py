@@ -7,6 +7,15 @@ daemon is down are delivered when it returns (within the broker's queue limit) a
 commit means a redelivery, not a loss. Rejected payloads are acknowledged too (in arrival order, after
 the same commit): resending them would not make them valid.
 
+Received messages wait for the store in a queue of at most ``mqtt.sensor_queue_size`` messages, filled on
+paho's network thread (so nothing else grows while the event loop or the disk is slow). A message that
+finds it full is dropped and counted under reason ``queue_full`` (a QoS 1/2 one is acknowledged at once:
+held back, it would keep one of the broker's in-flight slots until the next connection and stall the
+session); the overflow is logged when it starts and when the queue has room again. QoS 1/2 alone rarely
+fill it: the broker sends at most the receive maximum (MQTT 5, ``min(500, sensor_queue_size)``) or its
+``max_inflight_messages`` (3.1.1) unacknowledged messages; QoS 0 floods are what it bounds.
+``edgeinfer_sensor_queue_messages`` is its depth.
+
 Each rejected message is counted in ``edgeinfer_sensor_messages_dropped_total{subscription,reason}`` and
 logged at most once per ``log_interval_s`` per subscription (topic and reason; the payload never). A
 message that matches no configured subscription (e.g. left in the persistent session by an older config)
@@ -19,12 +28,15 @@ one in the config.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from edgeinfer.aio import Backoff, wait_any
 from edgeinfer.config import MQTTConfig, SensorSubscription
@@ -32,7 +44,7 @@ from edgeinfer.errors import ConfigError, StoreError
 from edgeinfer.mqtt.client import Message, MQTTClient
 from edgeinfer.mqtt.topics import TopicTemplate
 from edgeinfer.sensors.context import SensorContext
-from edgeinfer.sensors.parse import Parsed, Rejected, parse_payload
+from edgeinfer.sensors.parse import Parsed, Rejected, check_subscription, parse_payload
 from edgeinfer.sensors.triggers import Triggers
 from edgeinfer.store.sqlite import AsyncStore
 
@@ -40,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 UNMATCHED = "(none)"
 MAX_BATCH = 500
+QUEUE_FULL = "queue_full"
 
 
 class _LogLimiter:
@@ -58,6 +71,53 @@ class _LogLimiter:
             return None
         self._last[key] = now
         return self._held.pop(key, 0)
+
+
+class _Inbox:
+    """Messages from paho's network thread to the event loop: at most ``size``, the rest refused."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.peak = 0  # the most messages ever waiting
+        self.overflowing = False  # set by the first refused message, cleared when there is room again
+        self.refused_since = 0
+        self._messages: collections.deque[Message] = collections.deque()
+        self._lock = threading.Lock()
+        self.ready = asyncio.Event()  # set (from any thread, via the loop) when a message was queued
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    def put(self, message: Message) -> tuple[bool, bool]:
+        """(queued, first refusal of an overflow). Any thread."""
+        with self._lock:
+            if len(self._messages) >= self.size:
+                first = not self.overflowing
+                self.overflowing = True
+                self.refused_since += 1
+                return False, first
+            self._messages.append(message)
+            self.peak = max(self.peak, len(self._messages))
+            wake = len(self._messages) == 1
+        if wake and self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+                self._loop.call_soon_threadsafe(self.ready.set)
+        return True, False
+
+    def take(self, limit: int) -> tuple[list[Message], int | None]:
+        """Up to ``limit`` messages, oldest first, and the count refused during an overflow that ended
+        (None while none did). Event loop only."""
+        self.ready.clear()
+        with self._lock:
+            batch = [self._messages.popleft() for _ in range(min(limit, len(self._messages)))]
+            ended = None
+            if self.overflowing and len(self._messages) <= self.size // 2:
+                ended, self.overflowing, self.refused_since = self.refused_since, False, 0
+        return batch, ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +151,7 @@ class SensorInput:
         self.routes: list[_Route] = []
         for sub in cfg.sensors:
             try:
+                check_subscription(sub)
                 self.routes.append(_Route(sub, TopicTemplate(sub.topic), sub.topic))
             except ValueError as exc:
                 raise ConfigError(f"mqtt.sensors: {exc}") from None
@@ -100,11 +161,11 @@ class SensorInput:
             persistent=True,
             manual_ack=True,
             on_connect=self._on_connect,
-            on_message=self._on_message,
-            receive_maximum=MAX_BATCH,
+            on_message_thread=self._on_message,
+            receive_maximum=min(MAX_BATCH, cfg.sensor_queue_size),
             backoff=backoff,
         )
-        self._queue: asyncio.Queue[Message] = asyncio.Queue()
+        self._inbox = _Inbox(cfg.sensor_queue_size)
         self._log = _LogLimiter(log_interval_s)
         self._subscribe_task: asyncio.Task[None] | None = None
         self.accepted = Counter(
@@ -121,10 +182,14 @@ class SensorInput:
         )
         self.dropped = Counter(
             "edgeinfer_sensor_messages_dropped",
-            "Sensor messages dropped as invalid, per subscription and reason.",
+            "Sensor messages dropped (invalid, or the queue was full), per subscription and reason.",
             ["subscription", "reason"],
             registry=registry,
         )
+        self.queued = Gauge(
+            "edgeinfer_sensor_queue_messages", "Sensor messages waiting to be stored.", registry=registry
+        )
+        self.queued.set_function(lambda: len(self._inbox))
 
     # ----------------------------------------------------------------- MQTT side
 
@@ -144,44 +209,55 @@ class SensorInput:
             if reason.is_failure:
                 logger.error("MQTT sensors: the broker refused the subscription %s: %s", topic, reason)
 
+    def route(self, topic: str) -> _Route | None:
+        return next((r for r in self.routes if r.template.match(topic) is not None), None)
+
     def _on_message(self, message: Message) -> None:
-        self._queue.put_nowait(message)
+        """On paho's network thread."""
+        queued, first = self._inbox.put(message)
+        if queued:
+            return
+        route = self.route(message.topic)
+        self.dropped.labels(route.label if route is not None else UNMATCHED, QUEUE_FULL).inc()
+        try:
+            message.ack()  # dropped for good, like a rejected payload (see the module docstring)
+        except Exception as exc:
+            logger.debug("MQTT sensors: ack of dropped message %d failed: %s", message.mid, exc)
+        if first:
+            logger.warning(
+                "MQTT sensors: the queue is full (%d messages waiting to be stored): dropping new "
+                "messages until it has room (counted as reason=%s)",
+                self._inbox.size, QUEUE_FULL,
+            )  # fmt: skip
 
     # ----------------------------------------------------------------- processing
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._inbox.bind(asyncio.get_running_loop())
         client_stop = asyncio.Event()
         connection = asyncio.create_task(self.client.run(client_stop), name="mqtt-sensors-connection")
         try:
             while not stop.is_set():
-                first = await self._next(stop)
-                if first is not None:
-                    await self._process([first, *self._take_batch()], stop)
-            while not self._queue.empty():  # received before stop: commit and ack them
+                if not len(self._inbox):
+                    await wait_any(stop, self._inbox.ready)
+                batch = self._take_batch()
+                if batch:
+                    await self._process(batch, stop)
+            while len(self._inbox):  # received before stop: commit and ack them
                 await self._process(self._take_batch(), stop)
         finally:
             client_stop.set()
             await connection
 
-    async def _next(self, stop: asyncio.Event) -> Message | None:
-        getter = asyncio.ensure_future(self._queue.get())
-        stopper = asyncio.ensure_future(stop.wait())
-        await asyncio.wait([getter, stopper], return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        if getter.done():
-            return getter.result()
-        getter.cancel()
-        return None
-
     def _take_batch(self) -> list[Message]:
-        batch: list[Message] = []
-        while not self._queue.empty() and len(batch) < MAX_BATCH - 1:
-            batch.append(self._queue.get_nowait())
+        batch, refused = self._inbox.take(MAX_BATCH)
+        if refused is not None:
+            logger.warning("MQTT sensors: the queue has room again; %d messages were dropped", refused)
         return batch
 
     def parse(self, message: Message) -> tuple[str, Parsed | None]:
         """(subscription label, points) or (label, None) when the message was dropped (and counted)."""
-        route = next((r for r in self.routes if r.template.match(message.topic) is not None), None)
+        route = self.route(message.topic)
         label = route.label if route is not None else UNMATCHED
         try:
             if route is None:

@@ -12,8 +12,12 @@ Payload formats (``format:`` of a subscription):
   arrays are rejected. The optional ``timestamp_key`` holds the reading time as RFC 3339 or epoch seconds,
   ms, us or ns (told apart by magnitude).
 - ``value``: a bare number, stored as field ``value``.
-- ``line``: InfluxDB line protocol, one or more lines; the line's measurement, tags and timestamp are kept
-  and the template's tags are added where the line has no tag of that name.
+- ``line``: InfluxDB line protocol, one or more lines; the line's tags and timestamp are kept and the
+  template's tags are added where the line has no tag of that name. The measurement written is the
+  subscription's ``measurement``, or the line's own where it is one of the subscription's
+  ``measurements``: a sensor cannot write into another measurement. A line naming one of the daemon's own
+  measurements (:data:`~edgeinfer.lineprotocol.DAEMON_MEASUREMENTS`: ``detections``, ``inference``,
+  ``objects``, ``tracks``, also with a ``_`` suffix) rejects the message (``reserved_measurement``).
 
 Readings without a timestamp get the time they were received.
 
@@ -33,7 +37,13 @@ from datetime import datetime
 from typing import Any
 
 from edgeinfer.config import SensorSubscription
-from edgeinfer.lineprotocol import FieldValue, LineProtocolError, format_point, parse_lines
+from edgeinfer.lineprotocol import (
+    FieldValue,
+    LineProtocolError,
+    format_point,
+    is_daemon_measurement,
+    parse_lines,
+)
 from edgeinfer.mqtt.topics import TopicTemplate
 
 MAX_DEPTH = 4
@@ -59,6 +69,7 @@ REASONS = (
     "no_fields",
     "too_many_fields",
     "bad_line",
+    "reserved_measurement",
     "unknown_topic",
 )
 
@@ -82,6 +93,14 @@ def _check_text(value: str, what: str, reason: str) -> str:
     if not value or len(value) > MAX_TAG_LENGTH or any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise Rejected(reason, f"{what} {value[:40]!r} is empty, too long or has control characters")
     return value
+
+
+def _field_key(name: str) -> str:
+    # Valid line protocol, but VictoriaMetrics' parser reads a '"' in a field key as the start of a string
+    # and loses the value (see edgeinfer.lineprotocol): refused like a control character.
+    if '"' in name:
+        raise Rejected("bad_field", f"field {name[:40]!r} has a double quote")
+    return _check_text(name, "field", "bad_field")
 
 
 def _reject_constant(name: str) -> Any:
@@ -129,9 +148,9 @@ def _flatten(
             continue
         name = f"{prefix}_{key}" if prefix else key
         if isinstance(value, bool):
-            out[_check_text(name, "field", "bad_field")] = value
+            out[_field_key(name)] = value
         elif isinstance(value, int | float):
-            out[_check_text(name, "field", "bad_field")] = _number(value, name)
+            out[_field_key(name)] = _number(value, name)
         elif isinstance(value, dict):
             _flatten(value, name, depth + 1, out, skip)
         elif isinstance(value, list):
@@ -202,18 +221,37 @@ def _parse_line(sub: SensorSubscription, topic: str, tags: dict[str, str], text:
     parsed = Parsed()
     for point in points:
         _check_text(point.measurement, "measurement", "bad_line")
+        if is_daemon_measurement(point.measurement):
+            raise Rejected(
+                "reserved_measurement", f"{point.measurement[:40]!r} is the daemon's own measurement"
+            )
+        measurement = point.measurement if point.measurement in sub.measurements else sub.measurement
         merged = {**tags, **point.tags}
         for key, value in merged.items():
             _check_text(key, "tag key", "bad_tag")
             _check_text(value, f"tag {key!r}", "bad_tag")
         for key in point.fields:
-            _check_text(key, "field", "bad_field")
+            _field_key(key)
         ts_ns = now_ns if point.ts_ns is None else point.ts_ns
         if not _MIN_TS_NS <= ts_ns <= _MAX_TS_NS:
             raise Rejected("bad_timestamp", "timestamp (ns) before 2000 or after 2200")
-        parsed.lines.append((ts_ns, format_point(point.measurement, merged, point.fields, ts_ns)))
+        parsed.lines.append((ts_ns, format_point(measurement, merged, point.fields, ts_ns)))
         parsed.values.update({f"{topic}/{k}": v for k, v in point.fields.items()})
     return parsed
+
+
+def check_subscription(sub: SensorSubscription) -> None:
+    """Raise ValueError where a subscription would write one of the daemon's own measurements."""
+    for name in (sub.measurement, *sub.measurements):
+        if not name or any(ord(c) < 32 or ord(c) == 127 for c in name):
+            raise ValueError(
+                f"subscription {sub.topic!r}: measurement {name[:40]!r} is empty or has control characters"
+            )
+        if is_daemon_measurement(name):
+            raise ValueError(
+                f"subscription {sub.topic!r}: measurement {name!r} is the daemon's own "
+                "(detections, inference, objects, tracks and their NAME_... forms are reserved)"
+            )
 
 
 _PARSERS = {"json": _parse_json, "value": _parse_value, "line": _parse_line}

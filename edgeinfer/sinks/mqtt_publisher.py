@@ -14,6 +14,18 @@ connection drops, everything after the cursor is resent in order on the next con
 sees every event at least once and, per camera, in order (a resend can repeat events it already saw).
 A message the broker refuses for good (MQTT 5 reason code such as "payload format invalid") moves to
 the dead-letter table instead of blocking the stream.
+
+Refusals by the broker's ACL (a device or prefix the broker's ACL does not grant this client):
+
+- MQTT 5: Mosquitto 2 answers the PUBACK with reason code 0x87 "not authorized". The event is
+  dead-lettered, never resent; ``edgeinfer_mqtt_publish_refused_total{kind=event|status,reason}`` counts
+  it, and a log line says so at most once per ``log_interval_s`` (with the count held back).
+- MQTT 3.1.1 has no reason codes: Mosquitto 2 acknowledges the message and drops it. To find out, the
+  publisher subscribes to its own status topic on each connection and looks for its ``online`` coming back
+  (live, not the retained copy); when it does not within ``ECHO_TIMEOUT_S``, it logs that once per state
+  change and counts ``kind="status", reason="not_delivered"``. (No echo also means the client may not read
+  its own status topic; an ACL granting ``readwrite {prefix}/{device}/#`` allows both.) Events are not
+  held back: the broker acknowledged them. Use ``protocol: "5"`` to have each refused event dead-lettered.
 """
 
 from __future__ import annotations
@@ -24,20 +36,21 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from edgeinfer.aio import wait_any
 from edgeinfer.config import MQTTConfig
-from edgeinfer.mqtt.client import ConnectionLost, MQTTClient, PublishRejected, Will
-from edgeinfer.store.sqlite import AsyncStore, OutboxRow
+from edgeinfer.mqtt.client import ConnectionLost, Message, MQTTClient, PublishRejected, Will
+from edgeinfer.store.sqlite import AsyncStore, OutboxRow, Stream
 from edgeinfer.timefmt import rfc3339_now
 
 logger = logging.getLogger(__name__)
 
 SINK = "mqtt"
 IDLE_POLL_S = 0.1
+ECHO_TIMEOUT_S = 5.0
 
 
 class MQTTPublisher:
@@ -56,6 +69,7 @@ class MQTTPublisher:
         backlog_sinks: tuple[tuple[str, str], ...] = ((SINK, "events"),),
         window: int = 100,
         backoff: tuple[float, float] = (0.5, 30.0),
+        log_interval_s: float = 60.0,
     ) -> None:
         self.cfg = cfg
         self.device = device
@@ -66,10 +80,16 @@ class MQTTPublisher:
         self.base = f"{cfg.topic_prefix}/{device}"
         self.status_topic = f"{self.base}/status"
         self._wake = asyncio.Event()
+        self._echo = asyncio.Event()  # our own "online" came back (MQTT 3.1.1 delivery check)
+        self.delivering: bool | None = None  # the last delivery check's result (None: not checked)
+        self.log_interval_s = log_interval_s
+        self._refusal_logged = -float("inf")
+        self._refusals_held = 0
         self.client = MQTTClient(
             cfg,
             client_id=cfg.client_id or f"edgeinfer-{device}",
             will=Will(self.status_topic, "offline", qos=1, retain=True),
+            on_message=self._on_message,
             max_inflight=window,
             backoff=backoff,
         )
@@ -81,6 +101,13 @@ class MQTTPublisher:
         )
         self._connected = Gauge(
             "edgeinfer_mqtt_connected", "1 while connected to the broker.", registry=registry
+        )
+        self.refused = Counter(
+            "edgeinfer_mqtt_publish_refused",
+            "Messages the broker refused (MQTT 5 reason code), or with MQTT 3.1.1 connections whose "
+            "status message it did not deliver back (reason not_delivered).",
+            ["kind", "reason"],
+            registry=registry,
         )
 
     def wake(self) -> None:
@@ -116,7 +143,25 @@ class MQTTPublisher:
 
     async def _session(self, stop: asyncio.Event) -> None:
         """Publish from the cursor until the connection drops or stop is set (then drain the window)."""
+        check: asyncio.Task[None] | None = None
+        if self.cfg.protocol != "5":  # no reason codes: see whether the broker delivers what we send
+            self._echo.clear()
+            try:
+                reasons = await self.client.subscribe([(self.status_topic, 1)])
+            except ConnectionLost:
+                return
+            if not any(reason.is_failure for reason in reasons):
+                check = asyncio.create_task(self._check_delivery(), name="mqtt-publisher-delivery-check")
         status = self._publish_quietly(self.status_topic, "online", qos=1, retain=True)
+        try:
+            await self._publish_events(stop)
+        finally:
+            if check is not None:
+                check.cancel()
+            if status is not None and not status.done():
+                status.cancel()
+
+    async def _publish_events(self, stop: asyncio.Event) -> None:
         cursor = await self.store.run(self.store.store.cursor, SINK, "events")
         after = cursor
         inflight: dict[int, tuple[OutboxRow, asyncio.Future[None]]] = {}
@@ -147,20 +192,19 @@ class MQTTPublisher:
             cursor, lost = await self._settle(inflight, cursor)
             if lost or (deadline is not None and time.monotonic() >= deadline):
                 break
-        if status is not None and not status.done():
-            status.cancel()
 
     async def _settle(
         self, inflight: dict[int, tuple[OutboxRow, asyncio.Future[None]]], cursor: int
     ) -> tuple[int, bool]:
         """Pop the acknowledged prefix of the window, move the cursor. Returns (cursor, connection lost)."""
-        done_upto, dead, lost, delivered = cursor, [], False, 0
+        done_upto, lost, delivered = cursor, False, 0
+        dead: list[tuple[OutboxRow, PublishRejected]] = []
         for row_id, (row, future) in list(inflight.items()):
             if not future.done():
                 break
             exc = future.exception()
             if isinstance(exc, PublishRejected):
-                dead.append((row, str(exc)))
+                dead.append((row, exc))
             elif exc is not None:
                 lost = True
                 break
@@ -168,14 +212,55 @@ class MQTTPublisher:
                 delivered += 1
             del inflight[row_id]
             done_upto = row_id
-        for row, error in dead:
-            logger.error("MQTT broker refused event %d for good: %s; moved to dead letters", row.id, error)
-            await self.store.run(self.store.store.dead_letter, SINK, "events", [row], error)
+        for row, exc in dead:
+            self._refusal("event", exc, f"event {row.id}")
+            await self.store.run(self.store.store.dead_letter, SINK, "events", [row], str(exc))
             self._dead.inc()
         if done_upto > cursor:
             await self.store.run(self.store.store.ack, SINK, "events", done_upto)
             self._published.inc(delivered)
         return done_upto, lost
+
+    # ----------------------------------------------------------------- refusals
+
+    def _refusal(self, kind: str, exc: PublishRejected, what: str) -> None:
+        """Count a refused message; log at most once per log_interval_s (with what was held back)."""
+        self.refused.labels(kind, exc.reason).inc()
+        now = time.monotonic()
+        if now - self._refusal_logged < self.log_interval_s:
+            self._refusals_held += 1
+            return
+        logger.error(
+            "MQTT broker %s:%d refused %s for good (%s): an ACL may not grant this client %s/#; "
+            "dead-lettered, not resent (%d more refused since the last report)",
+            self.cfg.host, self.cfg.port, what, exc, self.base, self._refusals_held,
+        )  # fmt: skip
+        self._refusal_logged, self._refusals_held = now, 0
+
+    def _on_message(self, message: Message) -> None:
+        if message.topic == self.status_topic and message.payload == b"online" and not message.retain:
+            self._echo.set()
+
+    async def _check_delivery(self) -> None:
+        delivered = await wait_any(self._echo, within=ECHO_TIMEOUT_S)
+        if not self.client.connected.is_set():
+            return  # the connection dropped meanwhile: the next one checks again
+        if not delivered:
+            self.refused.labels("status", "not_delivered").inc()
+        if delivered == self.delivering:
+            return
+        if not delivered:
+            logger.error(
+                "MQTT broker %s:%d acknowledged %s but did not deliver it back within %.0f s: it probably "
+                "drops this client's publishes (an ACL not granting %s/#; MQTT 3.1.1 cannot report "
+                "refusals, protocol 5 can), or the client may not read its own status topic",
+                self.cfg.host, self.cfg.port, self.status_topic, ECHO_TIMEOUT_S, self.base,
+            )  # fmt: skip
+        elif self.delivering is False:
+            logger.warning(
+                "MQTT broker %s:%d delivers this client's messages again", self.cfg.host, self.cfg.port
+            )
+        self.delivering = delivered
 
     # ----------------------------------------------------------------- status and stats
 
@@ -186,8 +271,15 @@ class MQTTPublisher:
             future = self.client.publish(topic, payload, qos, retain)
         except ConnectionLost:
             return None
-        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        future.add_done_callback(lambda f: self._status_done(f, topic))
         return future
+
+    def _status_done(self, future: asyncio.Future[None], topic: str) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if isinstance(exc, PublishRejected):
+            self._refusal("status", exc, topic)
 
     async def _say_offline(self) -> None:
         future = self._publish_quietly(self.status_topic, "offline", qos=1, retain=True)
@@ -209,6 +301,6 @@ class MQTTPublisher:
     async def stats_payload(self) -> str:
         backlog = {}
         for sink, stream in self.backlog_sinks:
-            backlog[sink] = await self.store.run(self.store.store.backlog, sink, stream)
+            backlog[sink] = await self.store.run(self.store.store.backlog, sink, cast(Stream, stream))
         body = {**self.stats(), "device": self.device, "ts": rfc3339_now(), "store_backlog": backlog}
         return json.dumps(body, default=str, allow_nan=False)

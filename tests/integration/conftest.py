@@ -141,22 +141,33 @@ def broker(mosquitto_server: Server) -> Broker:
     return Broker(mosquitto_server)
 
 
+# The ACL'd accounts: edgeinfer may write only below ACL_PREFIX/ACL_DEVICE and read only ACL_SENSORS.
+ACL_PREFIX, ACL_DEVICE, ACL_SENSORS = "edgeacl", "box", "sensors-acl"
+ACL_USER, ACL_PASSWORD = "acl-box", "acl-Pa55word-qrs"
+ACL_RULES = f"""topic readwrite {ACL_PREFIX}/{ACL_DEVICE}/#
+topic read {ACL_SENSORS}/#
+"""
+
+
 @pytest.fixture(scope="session")
 def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    """TLS with a client certificate required, and username/password required."""
+    """TLS with a client certificate required, and username/password required. ``sensor-box`` may use
+    every topic; ``acl-box`` (ACL_USER) only ACL_RULES."""
     workdir = tmp_path_factory.mktemp("mosquitto-tls")
     certs = workdir / "certs"
     make_certificates(certs)
     passwd = workdir / "passwd"
     passwd.touch()
     username, password = "sensor-box", "s3cret-Pa55word-xyz"
-    subprocess.run(
-        ["mosquitto_passwd", "-b", str(passwd), username, password], check=True, capture_output=True
-    )
+    for user, secret in ((username, password), (ACL_USER, ACL_PASSWORD)):
+        subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, secret], check=True, capture_output=True)
+    acl = workdir / "acl"
+    acl.write_text(f"user {username}\ntopic readwrite #\n\nuser {ACL_USER}\n{ACL_RULES}")
     server = _mosquitto(
         workdir,
         f"""allow_anonymous false
 password_file {passwd}
+acl_file {acl}
 cafile {certs}/ca.crt
 certfile {certs}/server.crt
 keyfile {certs}/server.key
@@ -165,6 +176,31 @@ tls_version tlsv1.2
 """,
     )
     yield Broker(server, tls_dir=certs, username=username, password=password)
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def cert_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """TLS client certificates as the credentials: the certificate's CN ("client") is the username, no
+    password, anonymous refused; that user has ACL_RULES only."""
+    workdir = tmp_path_factory.mktemp("mosquitto-cert")
+    certs = workdir / "certs"
+    make_certificates(certs)
+    acl = workdir / "acl"
+    acl.write_text(f"user client\n{ACL_RULES}")
+    server = _mosquitto(
+        workdir,
+        f"""allow_anonymous false
+acl_file {acl}
+cafile {certs}/ca.crt
+certfile {certs}/server.crt
+keyfile {certs}/server.key
+require_certificate true
+use_identity_as_username true
+tls_version tlsv1.2
+""",
+    )
+    yield Broker(server, tls_dir=certs)
     server.stop()
 
 

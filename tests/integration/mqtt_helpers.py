@@ -57,12 +57,19 @@ class Subscriber:
         self.client.loop_stop()
 
 
-def publish_all(port: int, messages: list[tuple[str, bytes]], qos: int = 1) -> None:
+def publish_all(
+    port: int, messages: list[tuple[str, bytes]], qos: int = 1, *, tls: dict | None = None,
+    auth: tuple[str, str] | None = None, host: str = "127.0.0.1",
+) -> None:  # fmt: skip
     """Publish with QoS 1 and wait until the broker acknowledged every message."""
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
+    if tls is not None:
+        client.tls_set(**tls)
+    if auth is not None:
+        client.username_pw_set(*auth)
     client.max_inflight_messages_set(200)
     client.max_queued_messages_set(0)
-    client.connect("127.0.0.1", port, keepalive=30)
+    client.connect(host, port, keepalive=30)
     client.loop_start()
     try:
         infos = [client.publish(topic, payload, qos=qos) for topic, payload in messages]

@@ -13,13 +13,16 @@ from pathlib import Path
 
 import pytest
 from certs import make_certificates
-from mqtt_helpers import Subscriber, event_row
+from conftest import ACL_DEVICE, ACL_PASSWORD, ACL_PREFIX, ACL_SENSORS, ACL_USER
+from mqtt_helpers import Subscriber, event_row, publish_all
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from edgeinfer.app.outputs import build_outputs
 from edgeinfer.commands.watch import add_parser
-from edgeinfer.config import Config, InfluxDBConfig, MQTTConfig, TLSConfig, dump_yaml
+from edgeinfer.config import Config, InfluxDBConfig, MQTTConfig, SensorSubscription, TLSConfig, dump_yaml
+from edgeinfer.sensors.context import SensorContext
+from edgeinfer.sensors.input import SensorInput
 from edgeinfer.sinks.influx import InfluxForwarder
 from edgeinfer.sinks.mqtt_publisher import SINK, MQTTPublisher
 from edgeinfer.store.sqlite import AsyncStore, Store
@@ -162,4 +165,196 @@ def test_watch_prints_detection_events(broker, tmp_path: Path, capsys: pytest.Ca
     assert result == [0]
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(e["camera"], e["seq"]) for e in printed] == [("front", 0), ("front", 2)]
+    store.close()
+
+
+# --------------------------------------------------------------------------- authentication and ACLs
+
+
+def _tls_kwargs(broker) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    certs = broker.tls_dir
+    return {"ca_certs": str(certs / "ca.crt"), "certfile": str(certs / "client.crt"),
+            "keyfile": str(certs / "client.key")}  # fmt: skip
+
+
+def _acl_cfg(broker, protocol: str, **extra: object) -> MQTTConfig:  # type: ignore[no-untyped-def]
+    return MQTTConfig(
+        host="localhost", port=broker.port, protocol=protocol, topic_prefix=ACL_PREFIX, username=ACL_USER,
+        password=SecretStr(ACL_PASSWORD), tls=_tls(broker), **extra,
+    )  # fmt: skip
+
+
+def _refused(registry: CollectorRegistry, kind: str, reason: str) -> float:
+    labels = {"kind": kind, "reason": reason}
+    return registry.get_sample_value("edgeinfer_mqtt_publish_refused_total", labels) or 0.0
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_publish_outside_the_acl_is_reported_and_not_retried(
+    tls_broker, tmp_path: Path, caplog: pytest.LogCaptureFixture, protocol: str
+) -> None:  # type: ignore[no-untyped-def]
+    """Mosquitto 2 refuses a publish the ACL does not grant with PUBACK 0x87 (MQTT 5) and drops it silently
+    (MQTT 3.1.1). Before: the refusal was not counted, and with 3.1.1 nothing said the events were lost."""
+    caplog.set_level(logging.WARNING)
+    run = uuid.uuid4().hex[:6]
+    subscriber = Subscriber(
+        tls_broker.port, [f"{ACL_PREFIX}/#"], client_id=f"acl-sub-{run}", persistent=False,
+        tls=_tls_kwargs(tls_broker), auth=(tls_broker.username, tls_broker.password),
+    )  # fmt: skip
+    try:
+        # Inside the ACL: delivered, nothing refused, and (3.1.1) the delivery check passes.
+        store = AsyncStore(Store(tmp_path / "allowed.db"))
+        for seq in range(3):
+            store.store.append(events=[event_row(ACL_DEVICE, "front", seq)])
+        registry = CollectorRegistry()
+        good = MQTTPublisher(
+            _acl_cfg(tls_broker, protocol, client_id=f"good-{run}"), ACL_DEVICE, store, registry, dict
+        )
+
+        def good_done() -> bool:
+            return store.store.backlog(SINK, "events") == 0 and (protocol == "5" or good.delivering is True)
+
+        assert asyncio.run(_run_for([good], 15, good_done))
+        assert subscriber.wait_for(lambda ms: sum(t.endswith("/detections") for t, _, _ in ms) == 3, 5)
+        assert (
+            sum(
+                s.value
+                for m in registry.collect()
+                if m.name == "edgeinfer_mqtt_publish_refused"
+                for s in m.samples
+            )
+            == 0
+        )
+
+        # Outside it: device "intruder" is not under edgeacl/box/.
+        caplog.clear()
+        store2 = AsyncStore(Store(tmp_path / "refused.db"))
+        for seq in range(5):
+            store2.store.append(events=[event_row("intruder", "front", seq)])
+        registry2 = CollectorRegistry()
+        bad = MQTTPublisher(
+            _acl_cfg(tls_broker, protocol, client_id=f"bad-{run}"), "intruder", store2, registry2, dict
+        )
+        if protocol == "5":
+            done = lambda: len(store2.store.dead_letters(SINK)) == 5  # noqa: E731
+        else:
+            done = lambda: bad.delivering is False  # noqa: E731
+        assert asyncio.run(_run_for([bad], 15, done))
+        asyncio.run(_run_for([bad], 1.0))  # a second connection: nothing is resent, nothing logged anew
+        if protocol == "5":
+            assert _refused(registry2, "event", "not_authorized") == 5
+            assert _refused(registry2, "status", "not_authorized") >= 1
+            assert len(store2.store.dead_letters(SINK)) == 5  # not resent on the second connection
+        else:
+            assert _refused(registry2, "status", "not_delivered") >= 1
+        assert store2.store.backlog(SINK, "events") == 0
+        reports = [r.getMessage() for r in caplog.records if r.name == "edgeinfer.sinks.mqtt_publisher"]
+        assert len(reports) == 1, reports  # one line, not one per event
+        assert "ACL" in reports[0] and f"{ACL_PREFIX}/intruder" in reports[0]
+        time.sleep(0.3)
+        assert not [t for t, _, _ in subscriber.snapshot() if "/intruder/" in t]
+    finally:
+        subscriber.close()
+    store.close()
+    store2.close()
+
+
+def test_sensor_input_reads_its_topics_with_tls_password_and_acl(tls_broker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    sub = SensorSubscription(topic=ACL_SENSORS + "/{sensor}", format="value")
+    cfg = _acl_cfg(tls_broker, "5", client_id=f"sens-{uuid.uuid4().hex[:6]}", sensors=[sub])
+    store = AsyncStore(Store(tmp_path / "store.db"))
+    sensor = SensorInput(cfg, ACL_DEVICE, store, CollectorRegistry(), SensorContext())
+
+    async def scenario() -> bool:
+        async def publish() -> None:
+            await sensor.client.connected.wait()
+            await asyncio.sleep(0.3)  # SUBACK
+            readings = [(f"{ACL_SENSORS}/t{i}", str(i).encode()) for i in range(3)]
+            await asyncio.to_thread(publish_all, tls_broker.port, readings, tls=_tls_kwargs(tls_broker),
+                                    auth=(tls_broker.username, tls_broker.password))  # fmt: skip
+
+        publisher = asyncio.create_task(publish())
+        stored = lambda: len(store.store.pending("reader", "points", 100, after_id=0)) == 3  # noqa: E731
+        ok = await _run_async([sensor], 15, stored)
+        await publisher
+        return ok
+
+    assert asyncio.run(scenario())
+    store.close()
+
+
+async def _run_async(components, seconds: float, until) -> bool:  # type: ignore[no-untyped-def]
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(c.run(stop)) for c in components]
+    deadline = time.monotonic() + seconds
+    reached = False
+    while time.monotonic() < deadline:
+        if until():
+            reached = True
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    return reached
+
+
+def test_broker_refuses_clients_without_password_or_without_certificate(
+    tls_broker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.WARNING)
+    store = AsyncStore(Store(tmp_path / "store.db"))
+    certs = tls_broker.tls_dir
+    other = tmp_path / "other-ca"
+    make_certificates(other)
+    cases = {
+        "no credentials": MQTTConfig(host="localhost", port=tls_broker.port, tls=_tls(tls_broker)),
+        "no client certificate": MQTTConfig(
+            host="localhost", port=tls_broker.port, username=tls_broker.username,
+            password=SecretStr(tls_broker.password), tls=TLSConfig(ca_file=certs / "ca.crt"),
+        ),
+        "client certificate from another CA": MQTTConfig(
+            host="localhost", port=tls_broker.port, username=tls_broker.username,
+            password=SecretStr(tls_broker.password),
+            tls=TLSConfig(ca_file=certs / "ca.crt", cert_file=other / "client.crt", key_file=other / "client.key"),
+        ),
+    }  # fmt: skip
+    for case, cfg in cases.items():
+        caplog.clear()
+        publisher = MQTTPublisher(cfg.model_copy(update={"client_id": f"anon-{uuid.uuid4().hex[:6]}"}), "box",
+                                  store, CollectorRegistry(), dict, backoff=(0.1, 0.2))  # fmt: skip
+        assert not asyncio.run(_run_for([publisher], 1.0, publisher.client.connected.is_set)), case
+        expected = "refused the connection: Not authorized" if case == "no credentials" else "localhost"
+        assert expected in caplog.text, (case, caplog.text[-1000:])
+    store.close()
+
+
+def test_client_certificate_alone_is_the_credential(cert_broker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """use_identity_as_username: the certificate's CN is the user; a client without one is refused."""
+    run = uuid.uuid4().hex[:6]
+    cfg = MQTTConfig(host="localhost", port=cert_broker.port, topic_prefix=ACL_PREFIX, client_id=f"cert-{run}",
+                     protocol="5", tls=_tls(cert_broker))  # fmt: skip
+    subscriber = Subscriber(cert_broker.port, [f"{ACL_PREFIX}/{ACL_DEVICE}/+/detections"], client_id=f"cs-{run}",
+                            persistent=False, tls=_tls_kwargs(cert_broker))  # fmt: skip
+    store = AsyncStore(Store(tmp_path / "store.db"))
+    store.store.append(events=[event_row(ACL_DEVICE, "front", 0)])
+    registry = CollectorRegistry()
+    try:
+        time.sleep(0.3)
+        publisher = MQTTPublisher(cfg, ACL_DEVICE, store, registry, dict)
+        assert asyncio.run(_run_for([publisher], 15, lambda: store.store.backlog(SINK, "events") == 0))
+        assert subscriber.wait_for(lambda ms: len(ms) == 1, 5)
+        # The same identity outside its ACL: refused and dead-lettered.
+        store.store.append(events=[event_row("intruder", "front", 0)])
+        refusals = CollectorRegistry()
+        intruder = MQTTPublisher(cfg, "intruder", store, refusals, dict)
+        assert asyncio.run(_run_for([intruder], 15, lambda: len(store.store.dead_letters(SINK)) == 1))
+        assert _refused(refusals, "event", "not_authorized") == 1
+        # Without a certificate: no way in.
+        bare = MQTTConfig(
+            host="localhost", port=cert_broker.port, tls=TLSConfig(ca_file=cert_broker.tls_dir / "ca.crt")
+        )
+        nobody = MQTTPublisher(bare, "box", store, CollectorRegistry(), dict, backoff=(0.1, 0.2))
+        assert not asyncio.run(_run_for([nobody], 1.0, nobody.client.connected.is_set))
+    finally:
+        subscriber.close()
     store.close()

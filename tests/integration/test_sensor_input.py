@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -312,3 +313,101 @@ def test_sigkill_mid_stream_loses_no_reading(broker, tmp_path: Path) -> None:  #
     assert expected - values == set()
     print(f"killed after {killed_at} stored; {len(_points(store)) - killed_at} stored after the restart")
     store.close()
+
+
+def test_line_payloads_cannot_spoof_the_daemons_measurements(broker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The probe: 20 forged detections/inference points went into the outbox (and would overwrite real
+    ones by series + timestamp). Now each is refused and counted; readings go to the configured measurement."""
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    sub = SensorSubscription(topic=prefix + "/{site}", measurement="env", format="line")
+    ts = (time.time_ns() // 10**6) * 10**6
+    spoofed = [
+        (f"{prefix}/hall", f"detections,device=box,camera=dock,label=person,model=m count=9i,max_score=1.0 {ts + i}".encode())
+        if i % 2 else (f"{prefix}/hall", f"inference,device=box,camera=dock,model=m e2e_ms=0.1 {ts + i}".encode())
+        for i in range(20)
+    ]  # fmt: skip
+    valid = [(f"{prefix}/hall", f"cpu usage={i} {ts + 100 + i}".encode()) for i in range(5)]
+    store = Store(tmp_path / "store.db")
+    astore = AsyncStore(store)
+    registry = CollectorRegistry()
+    sensor = SensorInput(_cfg(broker, prefix, "3.1.1", [sub]), "box", astore, registry, SensorContext())
+
+    async def scenario() -> None:
+        async def publish() -> None:
+            await _until(lambda: sensor.client.connections > 0, 10)
+            await asyncio.sleep(0.3)  # SUBACK
+            await asyncio.to_thread(publish_all, broker.port, spoofed + valid)
+
+        publisher = asyncio.create_task(publish())
+        handled = lambda: _dropped(registry) + len(_points(store)) >= 25  # noqa: E731
+        assert await _run_until(sensor, handled, 20)
+        await publisher
+
+    asyncio.run(scenario())
+    points = [parse_line(line) for line in _points(store)]
+    assert [p.measurement for p in points] == ["env"] * 5
+    assert sorted(p.fields["usage"] for p in points) == [0.0, 1.0, 2.0, 3.0, 4.0]
+    reason = {"subscription": sub.topic, "reason": "reserved_measurement"}
+    assert registry.get_sample_value("edgeinfer_sensor_messages_dropped_total", reason) == 20
+    astore.close()
+
+
+def test_flood_is_bounded_by_the_queue_and_every_message_is_stored_or_counted(broker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The probe: 5,000 msgs/s for 30 s grew memory (the queue was unbounded). A burst of QoS 0 readings
+    arrives while the store is stalled (another writer holds SQLite's lock): at most sensor_queue_size
+    messages wait, the rest is dropped and counted, and dropped + stored == sent."""
+    prefix = f"q{uuid.uuid4().hex[:8]}"
+    bound, sent = 50, 3000
+    sub = SensorSubscription(topic=prefix + "/{sensor}", format="value", qos=0)
+    cfg = _cfg(broker, prefix, "5", [sub], sensor_queue_size=bound)
+    path = tmp_path / "store.db"
+    store = Store(path)
+    astore = AsyncStore(store)
+    registry = CollectorRegistry()
+    sensor = SensorInput(cfg, "box", astore, registry, SensorContext(), log_interval_s=3600)
+    readings = [(f"{prefix}/s{i % 4}", str(i).encode()) for i in range(sent)]
+    depth: list[float] = []
+
+    def queued() -> float:
+        value = registry.get_sample_value("edgeinfer_sensor_queue_messages") or 0.0
+        depth.append(value)
+        return value
+
+    def dropped() -> float:
+        return (
+            registry.get_sample_value(
+                "edgeinfer_sensor_messages_dropped_total", {"subscription": sub.topic, "reason": "queue_full"}
+            )
+            or 0.0
+        )
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(sensor.run(stop))
+        await _until(lambda: sensor.client.connections > 0, 10)
+        await asyncio.sleep(0.3)  # SUBACK
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")  # the disk stalls: nothing can be stored
+        try:
+            await asyncio.to_thread(publish_all, broker.port, readings, 0)
+            arrived = await _until(lambda: dropped() + queued() >= sent - bound, 20)
+            assert arrived, (dropped(), queued())
+            await asyncio.sleep(0.3)  # nothing more is on its way
+        finally:
+            blocker.rollback()
+            blocker.close()
+        assert await _until(lambda: dropped() + len(_points(store)) >= sent, 20), (
+            dropped(),
+            len(_points(store)),
+        )
+        assert not task.done()
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(scenario())
+    stored = len(_points(store))
+    print(f"{sent} sent: {stored} stored, {dropped():.0f} dropped, at most {max(depth):.0f} waiting")
+    assert dropped() + stored == sent
+    assert dropped() >= sent - 2 * bound  # only what fit in the queue (and the batch being stored) got in
+    assert max(depth) <= bound
+    astore.close()

@@ -10,6 +10,7 @@ from edgeinfer.lineprotocol import (
     FieldValue,
     LineProtocolError,
     ParsedPoint,
+    carried,
     format_point,
     parse_line,
     parse_lines,
@@ -88,3 +89,100 @@ def test_format_then_parse_round_trips(
 ) -> None:
     point = parse_line(format_point(measurement, tags, fields, ts_ns))
     assert point == ParsedPoint(measurement, tags, fields, ts_ns)
+
+
+# --------------------------------------------------------------------------- names line protocol cannot carry
+
+FORGED = (
+    "person\nforged,device=other count=1i 1700000000000000000\ninference e2e_ms=0.0 1700000000000000000\n"
+)
+
+
+def test_label_with_line_breaks_cannot_write_other_series() -> None:
+    """The probe: a label from a labels file or model metadata with "\\n" wrote 3 foreign series."""
+    tags = {"device": "box\nevil v=1i 1", "camera": "dock", "label": FORGED, "model": "m"}
+    text = format_point("detections", tags, {"count": 2, "max_score": 0.9}, 1_790_000_000_000_000_000)
+    assert "\n" not in text and "\r" not in text
+    points = parse_lines(text)
+    assert len(points) == 1
+    assert points[0].measurement == "detections"
+    assert points[0].tags == {k: carried(v) for k, v in tags.items()}
+    assert (
+        points[0].tags["label"]
+        == "person\ufffdforged,device=other count=1i 1700000000000000000\ufffdinference e2e_ms=0.0 1700000000000000000\ufffd"
+    )
+    assert points[0].fields == {"count": 2, "max_score": 0.9}
+
+
+@pytest.mark.parametrize(
+    ("measurement", "tags", "fields", "expected"),
+    [
+        ("#m", {}, {"f": 1}, ParsedPoint("\ufffdm", {}, {"f": 1}, 5)),
+        ("m", {"k\r": "a\x00b"}, {"f\x85": 1.5}, ParsedPoint("m", {"k\ufffd": "a\ufffdb"}, {"f\ufffd": 1.5}, 5)),
+        ("m", {}, {"s": 'a\nb\tc"\\'}, ParsedPoint("m", {}, {"s": 'a\ufffdb\tc"\\'}, 5)),
+        ("m\ud800", {"t": "\udfff"}, {"f": True}, ParsedPoint("m\ufffd", {"t": "\ufffd"}, {"f": True}, 5)),
+        ("m", {"a\n": "1", "a\r": "2"}, {"f": 1}, ParsedPoint("m", {"a\ufffd": "2"}, {"f": 1}, 5)),
+        ("m", {"t": "a\\"}, {"f\\": 1}, ParsedPoint("m", {"t": "a\\"}, {"f\\": 1}, 5)),
+    ],
+)  # fmt: skip
+def test_characters_line_protocol_cannot_carry_are_replaced(
+    measurement: str, tags: dict[str, str], fields: dict[str, FieldValue], expected: ParsedPoint
+) -> None:
+    text = format_point(measurement, tags, fields, 5)
+    text.encode("utf-8")  # no lone surrogate left
+    assert parse_lines(text) == [expected]
+
+
+@pytest.mark.parametrize(
+    ("measurement", "tags", "fields"),
+    [("", {}, {"f": 1}), ("m", {"": "x"}, {"f": 1}), ("m", {}, {"": 1}), ("m", {}, {})],
+)
+def test_empty_names_are_refused(
+    measurement: str, tags: dict[str, str], fields: dict[str, FieldValue]
+) -> None:
+    with pytest.raises(ValueError, match=r"empty|at least one field"):
+        format_point(measurement, tags, fields, 1)
+
+
+# Every character, with the ones that matter for line protocol drawn often.
+_SPECIALS = list('\n\r\t\\ ,="#\x00\x0b\x7f\x85\u2028\u3000\ud800\udfff')
+_hostile = st.text(alphabet=st.one_of(st.sampled_from(_SPECIALS), st.characters()), min_size=1, max_size=10)
+_hostile_value = st.one_of(
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(alphabet=st.one_of(st.sampled_from(_SPECIALS), st.characters()), max_size=10),
+)
+_hostile_point = st.tuples(
+    _hostile,
+    st.dictionaries(_hostile, st.one_of(st.just(""), _hostile), max_size=3),
+    st.dictionaries(_hostile, _hostile_value, min_size=1, max_size=3),
+    st.integers(min_value=-(2**62), max_value=2**62),
+)
+
+
+def expected_point(
+    measurement: str, tags: dict[str, str], fields: dict[str, FieldValue], ts_ns: int
+) -> ParsedPoint:
+    """What any line protocol parser must read back from format_point's line."""
+    want_tags = {carried(k): carried(tags[k]) for k in sorted(tags) if tags[k] != ""}
+    want_fields = {
+        carried(k, "field"): carried(v, "string") if isinstance(v, str) else v for k, v in fields.items()
+    }
+    return ParsedPoint(carried(measurement, "measurement"), want_tags, want_fields, ts_ns)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_hostile_point, min_size=1, max_size=5))
+def test_hostile_names_give_one_point_each_and_read_back(points: list[tuple]) -> None:  # type: ignore[type-arg]
+    text = "\n".join(format_point(*point) for point in points)
+    text.encode("utf-8")
+    assert parse_lines(text) == [expected_point(*point) for point in points]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs"))))
+def test_carried_is_the_identity_for_what_line_protocol_can_carry(text: str) -> None:
+    for part in ("tag", "field", "string"):
+        assert carried(text, part) == text
+    assert carried(text, "measurement") == text or text.startswith("#")

@@ -6,11 +6,14 @@ import json
 import math
 
 import pytest
+from prometheus_client import CollectorRegistry
 
-from edgeinfer.config import SensorSubscription, TriggerCondition, TriggerConfig
+from edgeinfer.config import MQTTConfig, SensorSubscription, TriggerCondition, TriggerConfig
+from edgeinfer.errors import ConfigError
 from edgeinfer.lineprotocol import FieldValue, parse_line
 from edgeinfer.mqtt.topics import TopicTemplate
 from edgeinfer.sensors.context import SensorContext
+from edgeinfer.sensors.input import SensorInput
 from edgeinfer.sensors.parse import REASONS, Rejected, parse_payload
 from edgeinfer.sensors.triggers import Triggers
 
@@ -48,7 +51,8 @@ JSON_SUB = SensorSubscription(
     topic="sensors/{site}/{sensor}", measurement="env", tags=["room"], timestamp_key="time"
 )
 VALUE_SUB = SensorSubscription(topic="sensors/{site}/{sensor}", measurement="raw", format="value")
-LINE_SUB = SensorSubscription(topic="sensors/{site}/{sensor}", format="line")
+# The line measurements these tests send are allow-listed: they are written as they are.
+LINE_SUB = SensorSubscription(topic="sensors/{site}/{sensor}", format="line", measurements=["m", "a", "b"])
 TOPIC = "sensors/hall/th1"
 
 
@@ -117,6 +121,8 @@ VERY_DEEP = "[" * 100_000 + "]" * 100_000
         (JSON_SUB, '{"t": 1, "room": {"x": 1}}', "bad_tag"),
         (JSON_SUB, '{"t": 1, "room": "a\\nb"}', "bad_tag"),
         (JSON_SUB, '{"t\\n": 1}', "bad_field"),
+        (JSON_SUB, '{"a\\"b": 1}', "bad_field"),
+        (LINE_SUB, 'm a"b=1', "bad_field"),
         (JSON_SUB, '{"t": 1, "time": "yesterday"}', "bad_timestamp"),
         (JSON_SUB, '{"t": 1, "time": true}', "bad_timestamp"),
         (JSON_SUB, '{"t": 1, "time": 12}', "bad_timestamp"),
@@ -201,3 +207,52 @@ def test_trigger_callback_errors_do_not_escape() -> None:
 
     Triggers([rule], broken).check({"s": 1.0})
     assert math.isfinite(rule.fps)
+
+
+# --------------------------------------------------------------------------- line measurements (spoofing)
+
+FORCED_SUB = SensorSubscription(topic="sensors/{site}/{sensor}", measurement="env", format="line")
+
+
+def test_line_measurement_is_the_subscriptions_unless_allow_listed() -> None:
+    parsed = _parse(FORCED_SUB, "cpu usage=1 1795737541000000000\nenv t=2 1795737541000000000")
+    assert [text for _, text in parsed.lines] == [
+        "env,sensor=th1,site=hall usage=1.0 1795737541000000000",
+        "env,sensor=th1,site=hall t=2.0 1795737541000000000",
+    ]
+    allowed = FORCED_SUB.model_copy(update={"measurements": ["cpu"]})
+    parsed = _parse(allowed, "cpu usage=1 1795737541000000000\nmem used=2 1795737541000000000")
+    assert [parse_line(text).measurement for _, text in parsed.lines] == ["cpu", "env"]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "detections,device=box,camera=dock,label=person,model=m count=1i,max_score=0.99 1795737541000000000",
+        "inference,device=box,camera=dock,model=m e2e_ms=1.0 1795737541000000000",
+        "objects n=1i",
+        "tracks n=1i",
+        "detections_max score=0.9",
+        "env t=1\ndetections count=1i",  # one spoofed line rejects the whole message
+    ],
+)
+@pytest.mark.parametrize(
+    "sub", [FORCED_SUB, LINE_SUB, FORCED_SUB.model_copy(update={"measurements": ["detections"]})]
+)
+def test_line_naming_a_daemon_measurement_is_refused(line: str, sub: SensorSubscription) -> None:
+    """The probe: format line wrote 20 spoofed detections/inference points (replays overwrite real ones)."""
+    assert "reserved_measurement" in REASONS
+    with pytest.raises(Rejected) as caught:
+        _parse(sub, line)
+    assert caught.value.reason == "reserved_measurement"
+
+
+@pytest.mark.parametrize(
+    "update",
+    [{"measurement": "detections"}, {"measurement": "inference_x"}, {"measurements": ["ok", "tracks"]},
+     {"measurements": [""]}],
+)  # fmt: skip
+def test_subscription_naming_a_daemon_measurement_is_a_config_error(update: dict[str, object]) -> None:
+    sub = FORCED_SUB.model_copy(update=update)
+    with pytest.raises(ConfigError, match="measurement"):
+        SensorInput(MQTTConfig(sensors=[sub]), "box", None, CollectorRegistry(), SensorContext())  # type: ignore[arg-type]
