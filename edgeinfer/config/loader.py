@@ -32,7 +32,7 @@ from yaml.events import (
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
-from edgeinfer.config.schema import Config
+from edgeinfer.config.schema import Config, FieldErrors
 from edgeinfer.errors import ConfigError
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -379,6 +379,11 @@ def _load(path: str | Path | None, overrides: dict[str, Any]) -> LoadedConfig:
             return LoadedConfig(Config.model_validate(data), document, file, given)
         except ValidationError as exc:
             for error in exc.errors(include_url=False):
+                cause = (error.get("ctx") or {}).get("error")
+                if isinstance(cause, FieldErrors):  # a validator that knows which keys are wrong
+                    for sub, msg in cause.items:
+                        messages.append((_known_prefix((*error["loc"], *sub), data), msg))
+                    continue
                 loc = _known_prefix(tuple(error["loc"]), data)
                 messages.append((loc, error["msg"].removeprefix("Value error, ")))
     rendered = list(dict.fromkeys(document.render(loc, msg) for loc, msg in messages))

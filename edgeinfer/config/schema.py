@@ -15,6 +15,18 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from edgeinfer.config.units import ByteSize, Duration
 
 
+class FieldErrors(ValueError):
+    """A validator's errors at keys below the model it validates: ``[(("cameras", 1, "name"), message)]``.
+
+    Pydantic puts a model validator's error at the model itself; the loader reads these to point each
+    message at its own key and line instead (``cameras[1].name``, ``mqtt.password_file``).
+    """
+
+    def __init__(self, items: list[tuple[tuple[str | int, ...], str]]) -> None:
+        super().__init__("; ".join(message for _, message in items))
+        self.items = items
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -108,7 +120,9 @@ def _read_secret_file(path: Path, key: str) -> SecretStr:
     try:
         return SecretStr(path.read_text(encoding="utf-8").strip())
     except OSError as exc:
-        raise ValueError(f"{key}: cannot read {path}: {exc.strerror}") from None
+        raise FieldErrors([((key,), f"cannot read {path}: {exc.strerror}")]) from None
+    except UnicodeDecodeError:
+        raise FieldErrors([((key,), f"{path} is not UTF-8 text")]) from None
 
 
 class TLSConfig(Strict):
@@ -232,12 +246,27 @@ class Config(Strict):
     @model_validator(mode="after")
     def _cross_references(self) -> Config:
         names = [c.name for c in self.cameras]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"camera names must be unique, repeated: {', '.join(duplicates)}")
-        for trigger in self.triggers:
-            if trigger.camera not in names:
-                raise ValueError(f"trigger camera {trigger.camera!r} is not one of {names}")
+        errors: list[tuple[tuple[str | int, ...], str]] = []
+        first: dict[str, int] = {}
+        for index, name in enumerate(names):
+            if name in first:
+                errors.append(
+                    (
+                        ("cameras", index, "name"),
+                        f"camera names must be unique, repeated: {name} (also cameras[{first[name]}])",
+                    )
+                )
+            first.setdefault(name, index)
+        for index, trigger in enumerate(self.triggers):
+            if trigger.camera not in first:
+                errors.append(
+                    (
+                        ("triggers", index, "camera"),
+                        f"trigger camera {trigger.camera!r} is not one of {names}",
+                    )
+                )
+        if errors:
+            raise FieldErrors(errors)
         return self
 
     def redacted(self) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Config loading: defaults, env substitution, secret files, and errors that name the YAML path and line."""
 
+import re
 import textwrap
 
 import pytest
@@ -124,7 +125,58 @@ def test_secrets_from_files_are_redacted_in_show(tmp_path, monkeypatch):
     assert "hunter2" not in repr(cfg) and "s3cr3t" not in repr(cfg)
 
 
-def test_unreadable_secret_file_is_a_config_error(tmp_path):
-    text = f"cameras: [{{name: a, source: 0}}]\nmqtt:\n  password_file: {tmp_path / 'missing'}\n"
-    with pytest.raises(ConfigError, match=r"mqtt: .*password_file: cannot read"):
+def test_unreadable_secret_file_is_a_config_error_at_its_key(tmp_path):
+    # Was reported at `mqtt:` (line 2) with the key inside the message; now at the key's own line.
+    text = (
+        f"cameras: [{{name: a, source: 0}}]\nmqtt:\n  username: u\n  password_file: {tmp_path / 'missing'}\n"
+    )
+    with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text))
+    assert str(info.value) == (
+        f"{tmp_path / 'edgeinfer.yaml'}:4: mqtt.password_file: cannot read {tmp_path / 'missing'}: "
+        "No such file or directory"
+    )
+
+
+def test_unreadable_token_file_is_a_config_error_at_its_key(tmp_path):
+    text = (
+        "cameras: [{name: a, source: 0}]\ninfluxdb:\n  url: http://x:8086\n  bucket: b\n"
+        f"  token_file: {tmp_path}\n"
+    )
+    with pytest.raises(
+        ConfigError, match=r"edgeinfer.yaml:5: influxdb\.token_file: cannot read .*: Is a directory$"
+    ):
+        load_config(write(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "cameras:\n  - name: a\n    source: 0\n  - name: b\n    source: 1\n  - name: a\n    source: 2\n",
+            [
+                r"edgeinfer.yaml:6: cameras\[2\]\.name: camera names must be unique, repeated: a \(also cameras\[0\]\)"
+            ],
+        ),
+        (
+            "cameras:\n  - {name: a, source: 0}\ntriggers:\n  - when: {series: s, above: 1}\n    fps: 5\n"
+            "    camera: gate\n",
+            [r"edgeinfer.yaml:6: triggers\[0\]\.camera: trigger camera 'gate' is not one of \['a'\]"],
+        ),
+        (
+            "cameras:\n  - {name: a, source: 0}\n  - {name: a, source: 1}\ntriggers:\n"
+            "  - {when: {series: s, above: 1}, fps: 5, camera: a}\n  - {when: {series: s, above: 1}, fps: 5, camera: b}\n",
+            [
+                r"edgeinfer.yaml:3: cameras\[1\]\.name: camera names must be unique",
+                r"edgeinfer.yaml:6: triggers\[1\]\.camera: trigger camera 'b'",
+            ],
+        ),
+    ],
+)
+def test_cross_field_errors_point_at_the_offending_key(tmp_path, text, expected):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    lines = str(info.value).splitlines()
+    assert len(lines) == len(expected), lines
+    for line, pattern in zip(lines, expected, strict=True):
+        assert re.search(pattern, line), (pattern, line)
