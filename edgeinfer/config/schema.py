@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from edgeinfer.config.secrets import REDACTED, URL_REDACTED, has_url_placeholder, redact
 from edgeinfer.config.units import ByteSize, Duration
 
 
@@ -54,6 +55,24 @@ Point = tuple[float, float]
 CAMERA_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
+def _refuse_url_placeholder(url: str) -> None:
+    if has_url_placeholder(url):
+        raise ValueError(
+            f"the password in this URL is {URL_REDACTED!r}, which the logs and `config show` print in place "
+            "of a password: write the real one, or ${ENV}"
+        )
+
+
+def _refuse_placeholder(value: SecretStr | None, key: str) -> SecretStr | None:
+    """``config show`` prints secrets as REDACTED; fed back, that would be used as the secret."""
+    if value is not None and value.get_secret_value() == REDACTED:
+        raise ValueError(
+            f"{REDACTED!r} is how `config show` hides a secret, not the secret: write the real one, "
+            f"${{ENV}}, or remove this key and use {key}_file"
+        )
+    return value
+
+
 class CameraConfig(Strict):
     name: str = Field(pattern=CAMERA_NAME, description="Used in MQTT topics and series tags.")
     source: int | str | SyntheticSourceConfig = Field(
@@ -73,6 +92,15 @@ class CameraConfig(Strict):
     )
     events: EventPolicy = "on_change"
     context: list[str] = Field(default_factory=list, description="Sensor series attached to events.")
+
+    @field_validator("source")
+    @classmethod
+    def _no_url_placeholder(
+        cls, source: int | str | SyntheticSourceConfig
+    ) -> int | str | SyntheticSourceConfig:
+        if isinstance(source, str):
+            _refuse_url_placeholder(source)
+        return source
 
     @field_validator("zones")
     @classmethod
@@ -166,6 +194,11 @@ class MQTTConfig(Strict):
     max_payload_bytes: int = Field(65536, ge=16)
     sensors: list[SensorSubscription] = Field(default_factory=list)
 
+    @field_validator("password")
+    @classmethod
+    def _not_the_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
+        return _refuse_placeholder(value, "password")
+
     @model_validator(mode="after")
     def _password_from_file(self) -> MQTTConfig:
         if self.password is None and self.password_file is not None:
@@ -202,6 +235,17 @@ class InfluxDBConfig(Strict):
     batch_size: int = Field(500, ge=1, le=50000)
     flush_interval_s: float = Field(1.0, gt=0)
     timeout_s: float = Field(10.0, gt=0)
+
+    @field_validator("token")
+    @classmethod
+    def _not_the_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
+        return _refuse_placeholder(value, "token")
+
+    @field_validator("url")
+    @classmethod
+    def _no_url_placeholder(cls, url: str) -> str:
+        _refuse_url_placeholder(url)
+        return url
 
     @model_validator(mode="after")
     def _token_from_file(self) -> InfluxDBConfig:
@@ -270,13 +314,9 @@ class Config(Strict):
         return self
 
     def redacted(self) -> dict[str, Any]:
-        """The effective config as plain data, secrets replaced by '********'."""
-        return _redact(self.model_dump(mode="json"))
+        """The effective config as plain data: secret-named values as '********', URL passwords as '***'.
 
-
-def _redact(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: ("********" if k in {"password", "token"} and v else _redact(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact(v) for v in value]
-    return value
+        Fed back to the loader, neither placeholder is taken for a secret: both are refused by name.
+        """
+        data: dict[str, Any] = redact(self.model_dump(mode="json"))
+        return data

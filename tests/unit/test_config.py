@@ -180,3 +180,96 @@ def test_cross_field_errors_point_at_the_offending_key(tmp_path, text, expected)
     assert len(lines) == len(expected), lines
     for line, pattern in zip(lines, expected, strict=True):
         assert re.search(pattern, line), (pattern, line)
+
+
+def test_show_redacts_url_passwords_and_secret_query_parameters(tmp_path):
+    cfg = load_config(
+        write(
+            tmp_path,
+            """
+        cameras:
+          - {name: gate, source: "rtsp://admin:s3cret-cam@10.0.0.5:554/s1"}
+          - {name: snap, source: "https://cam.lan/snap.jpg?user=bob&password=hunter2&ch=1"}
+          - {name: tok, source: "rtsp://cam.lan/live?token=abc123tok"}
+          - name: gst
+            source: "rtspsrc location=rtsp://u:gst-pw@cam/s ! decodebin ! appsink"
+        influxdb: {url: "http://edge:influx-pw@localhost:8086", bucket: b}
+        """,
+        )
+    )
+    shown = dump_yaml(cfg)
+    for secret in ("s3cret-cam", "hunter2", "abc123tok", "gst-pw", "influx-pw"):
+        assert secret not in shown
+    assert "rtsp://admin:***@10.0.0.5:554/s1" in shown and "password=***&ch=1" in shown
+    assert "user=bob" in shown and "http://edge:***@localhost:8086" in shown
+
+
+def test_redaction_covers_every_secret_named_key_and_keeps_the_file_paths():
+    from edgeinfer.config.secrets import redact
+
+    data = {
+        "password": "a",
+        "x": [{"api_key": "b", "client_secret": "c", "access_token": "d", "apikey": "e"}],
+        "password_file": "/run/secrets/pw",
+        "token_file": "/run/secrets/tok",
+        "key_file": "client.key",
+        "token": None,
+        "username": "edge",
+    }
+    assert redact(data) == {
+        "password": "********",
+        "x": [
+            {
+                "api_key": "********",
+                "client_secret": "********",
+                "access_token": "********",
+                "apikey": "********",
+            }
+        ],
+        "password_file": "/run/secrets/pw",
+        "token_file": "/run/secrets/tok",
+        "key_file": "client.key",
+        "token": None,
+        "username": "edge",
+    }
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        (
+            "mqtt: {{username: edge, password_file: {pw}}}",
+            r"edgeinfer.yaml:\d+: mqtt\.password: '\*{8}' is how `config show` hides a secret.*password_file$",
+        ),
+        (
+            'influxdb: {{url: "http://localhost:8086", bucket: b, token_file: {pw}}}',
+            r"edgeinfer.yaml:\d+: influxdb\.token: '\*{8}' is how `config show` hides a secret.*token_file$",
+        ),
+    ],
+)
+def test_show_output_fed_back_never_takes_the_placeholder_for_the_secret(tmp_path, section, expected):
+    # Before: the shown `password: '********'` beside `password_file` silently became the password.
+    (tmp_path / "pw").write_text("hunter2-real\n")
+    cfg = load_config(
+        write(tmp_path, "cameras: [{name: a, source: 0}]\n" + section.format(pw=tmp_path / "pw"))
+    )
+    shown = dump_yaml(cfg)
+    assert "hunter2" not in shown
+    fed_back = tmp_path / "shown.yaml"
+    fed_back.write_text(shown)
+    with pytest.raises(ConfigError) as info:
+        load_config(fed_back)
+    assert re.fullmatch(expected.replace("edgeinfer.yaml", "shown.yaml"), str(info.value).split("/")[-1])
+    # the error's line is the placeholder's own line
+    line = int(str(info.value).split(":")[1])
+    assert "'********'" in shown.splitlines()[line - 1]
+
+
+def test_a_url_with_the_placeholder_password_is_refused(tmp_path):
+    shown = "cameras:\n- name: gate\n  source: rtsp://admin:***@10.0.0.5/s1\n"
+    with pytest.raises(
+        ConfigError, match=r"edgeinfer.yaml:3: cameras\[0\]\.source: the password in this URL is '\*\*\*'"
+    ):
+        load_config(write(tmp_path, shown))
+    cfg = load_config(write(tmp_path, "cameras:\n- name: gate\n  source: rtsp://admin:a***b@10.0.0.5/s1\n"))
+    assert cfg.cameras[0].source == "rtsp://admin:a***b@10.0.0.5/s1"
