@@ -9,8 +9,10 @@ nesting deeper than :data:`MAX_DEPTH` and aliases that expand to more than :data
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import re
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,7 +35,10 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
 from edgeinfer.config.schema import Config, FieldErrors
+from edgeinfer.config.secrets import inline_secrets
 from edgeinfer.errors import ConfigError
+
+logger = logging.getLogger("edgeinfer.config")
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -320,6 +325,28 @@ def _known_prefix(path: tuple[Any, ...], data: Any) -> Loc:
     return tuple(known)
 
 
+def _warn_if_readable(path: Path, document: Document, raw_data: Any) -> None:
+    """Secrets written into a file that group or others can read: one warning naming the keys, never values."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return
+    if not mode & 0o077:
+        return
+    found = inline_secrets(raw_data)
+    if not found:
+        return
+    line = document.line_of(found[0])
+    where = f"{document.source}:{line}" if line else document.source
+    logger.warning(
+        "%s: holds secrets inline (%s) and is readable by group/others (mode %04o): chmod 600 it, "
+        "or move them to password_file/token_file or ${ENV}",
+        where,
+        ", ".join(format_path(loc) for loc in found),
+        mode,
+    )
+
+
 @dataclass
 class LoadedConfig:
     """A validated config with the document it came from, to point later checks at lines."""
@@ -368,6 +395,8 @@ def _load(path: str | Path | None, overrides: dict[str, Any]) -> LoadedConfig:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}:1: expected a mapping of sections (cameras:, detector:, ...)")
+    if file is not None:
+        _warn_if_readable(file, document, data)
 
     env_errors: list[tuple[Loc, str]] = []
     data = _substitute_env(data, (), env_errors)

@@ -273,3 +273,70 @@ def test_a_url_with_the_placeholder_password_is_refused(tmp_path):
         load_config(write(tmp_path, shown))
     cfg = load_config(write(tmp_path, "cameras:\n- name: gate\n  source: rtsp://admin:a***b@10.0.0.5/s1\n"))
     assert cfg.cameras[0].source == "rtsp://admin:a***b@10.0.0.5/s1"
+
+
+def _readable_warnings(caplog):
+    return [
+        r
+        for r in caplog.records
+        if r.name == "edgeinfer.config" and "readable by group/others" in r.getMessage()
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "keys", "line"),
+    [
+        ("mqtt:\n  username: edge\n  password: hunter2-inline\n", "mqtt.password", 4),
+        (
+            "influxdb: {url: 'http://x:8086', bucket: b, token: tok-inline}\nmqtt: {password: '12345678'}\n",
+            "influxdb.token, mqtt.password",
+            2,
+        ),
+        ("cameras:\n  - {name: b, source: 'rtsp://admin:hunter2-inline@cam/s'}\n", "cameras[0].source", 3),
+    ],
+)
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_inline_secret_in_a_group_or_world_readable_file_warns_once(tmp_path, caplog, text, keys, line, mode):
+    path = write(tmp_path, "cameras: [{name: a, source: 0}]\n" + text)
+    path.chmod(mode)
+    with caplog.at_level("WARNING"):
+        load_config(path)
+    (record,) = _readable_warnings(caplog)
+    message = record.getMessage()
+    assert message.startswith(f"{path}:{line}: holds secrets inline ({keys})")
+    assert f"(mode {mode:04o})" in message and "chmod 600" in message
+    assert "hunter2" not in message and "tok-inline" not in message and "12345678" not in message
+
+
+@pytest.mark.parametrize(
+    ("text", "mode"),
+    [
+        ("mqtt: {password: hunter2-inline}\n", 0o600),
+        ("mqtt: {password: hunter2-inline}\n", 0o400),
+        ('mqtt: {password: "${MQTT_PW}"}\n', 0o644),
+        ("mqtt: {password_file: /run/secrets/pw}\n", 0o644),
+        ("cameras:\n  - {name: b, source: 'rtsp://admin:${CAM_PW}@cam/s'}\n", 0o644),
+        ("cameras:\n  - {name: b, source: 'rtsp://admin@cam:554/s'}\n", 0o644),
+    ],
+)
+def test_no_warning_without_an_inline_secret_or_for_a_private_file(tmp_path, caplog, monkeypatch, text, mode):
+    monkeypatch.setenv("MQTT_PW", "x")
+    monkeypatch.setenv("CAM_PW", "y")
+    (tmp_path / "pw").write_text("pw\n")
+    path = write(tmp_path, text.replace("/run/secrets/pw", str(tmp_path / "pw")))
+    path.chmod(mode)
+    with caplog.at_level("WARNING"):
+        load_config(path)
+    assert _readable_warnings(caplog) == []
+
+
+def test_config_check_shows_the_permission_warning(tmp_path, capsys):
+    from edgeinfer.cli import main
+
+    path = write(
+        tmp_path, "cameras: [{name: a, source: {type: synthetic}}]\nmqtt: {password: hunter2-inline}\n"
+    )
+    path.chmod(0o644)
+    assert main(["config", "check", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("readable by group/others") == 1 and "hunter2" not in err
