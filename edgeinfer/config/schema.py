@@ -134,6 +134,15 @@ class DetectorConfig(Strict):
         "auto", description="Box units in the output; auto: normalized for TFLite, pixels otherwise."
     )
 
+    @field_validator("model")
+    @classmethod
+    def _not_a_directory(cls, model: str) -> str:
+        # A bundled name has no '/' and no suffix (as detect.assets.resolve_model reads it); anything else
+        # is a path, and a directory there fails deep in the runtime, so say it here, at its line.
+        if ("/" in model or Path(model).suffix) and Path(model).expanduser().is_dir():
+            raise ValueError(f"{model} is a directory: expected a .tflite, .onnx or .engine model file")
+        return model
+
 
 class BatchingConfig(Strict):
     max_batch_size: int = Field(4, ge=1, le=64, description="1 disables batching.")
