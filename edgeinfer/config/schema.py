@@ -12,8 +12,21 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from edgeinfer.config.secrets import REDACTED, URL_REDACTED, has_url_placeholder, redact
 from edgeinfer.config.units import ByteSize, Duration
 from edgeinfer.detect.backends.names import BackendName
+
+
+class FieldErrors(ValueError):
+    """A validator's errors at keys below the model it validates: ``[(("cameras", 1, "name"), message)]``.
+
+    Pydantic puts a model validator's error at the model itself; the loader reads these to point each
+    message at its own key and line instead (``cameras[1].name``, ``mqtt.password_file``).
+    """
+
+    def __init__(self, items: list[tuple[tuple[str | int, ...], str]]) -> None:
+        super().__init__("; ".join(message for _, message in items))
+        self.items = items
 
 
 class Strict(BaseModel):
@@ -43,6 +56,24 @@ Point = tuple[float, float]
 CAMERA_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
+def _refuse_url_placeholder(url: str) -> None:
+    if has_url_placeholder(url):
+        raise ValueError(
+            f"the password in this URL is {URL_REDACTED!r}, which the logs and `config show` print in place "
+            "of a password: write the real one, or ${ENV}"
+        )
+
+
+def _refuse_placeholder(value: SecretStr | None, key: str) -> SecretStr | None:
+    """``config show`` prints secrets as REDACTED; fed back, that would be used as the secret."""
+    if value is not None and value.get_secret_value() == REDACTED:
+        raise ValueError(
+            f"{REDACTED!r} is how `config show` hides a secret, not the secret: write the real one, "
+            f"${{ENV}}, or remove this key and use {key}_file"
+        )
+    return value
+
+
 class CameraConfig(Strict):
     name: str = Field(pattern=CAMERA_NAME, description="Used in MQTT topics and series tags.")
     source: int | str | SyntheticSourceConfig = Field(
@@ -62,6 +93,15 @@ class CameraConfig(Strict):
     )
     events: EventPolicy = "on_change"
     context: list[str] = Field(default_factory=list, description="Sensor series attached to events.")
+
+    @field_validator("source")
+    @classmethod
+    def _no_url_placeholder(
+        cls, source: int | str | SyntheticSourceConfig
+    ) -> int | str | SyntheticSourceConfig:
+        if isinstance(source, str):
+            _refuse_url_placeholder(source)
+        return source
 
     @field_validator("zones")
     @classmethod
@@ -95,6 +135,15 @@ class DetectorConfig(Strict):
         "auto", description="Box units in the output; auto: normalized for TFLite, pixels otherwise."
     )
 
+    @field_validator("model")
+    @classmethod
+    def _not_a_directory(cls, model: str) -> str:
+        # A bundled name has no '/' and no suffix (as detect.assets.resolve_model reads it); anything else
+        # is a path, and a directory there fails deep in the runtime, so say it here, at its line.
+        if ("/" in model or Path(model).suffix) and Path(model).expanduser().is_dir():
+            raise ValueError(f"{model} is a directory: expected a .tflite, .onnx or .engine model file")
+        return model
+
 
 class BatchingConfig(Strict):
     max_batch_size: int = Field(4, ge=1, le=64, description="1 disables batching.")
@@ -109,7 +158,9 @@ def _read_secret_file(path: Path, key: str) -> SecretStr:
     try:
         return SecretStr(path.read_text(encoding="utf-8").strip())
     except OSError as exc:
-        raise ValueError(f"{key}: cannot read {path}: {exc.strerror}") from None
+        raise FieldErrors([((key,), f"cannot read {path}: {exc.strerror}")]) from None
+    except UnicodeDecodeError:
+        raise FieldErrors([((key,), f"{path} is not UTF-8 text")]) from None
 
 
 class TLSConfig(Strict):
@@ -160,6 +211,11 @@ class MQTTConfig(Strict):
     )
     sensors: list[SensorSubscription] = Field(default_factory=list)
 
+    @field_validator("password")
+    @classmethod
+    def _not_the_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
+        return _refuse_placeholder(value, "password")
+
     @model_validator(mode="after")
     def _password_from_file(self) -> MQTTConfig:
         if self.password is None and self.password_file is not None:
@@ -196,6 +252,17 @@ class InfluxDBConfig(Strict):
     batch_size: int = Field(500, ge=1, le=50000)
     flush_interval_s: float = Field(1.0, gt=0)
     timeout_s: float = Field(10.0, gt=0)
+
+    @field_validator("token")
+    @classmethod
+    def _not_the_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
+        return _refuse_placeholder(value, "token")
+
+    @field_validator("url")
+    @classmethod
+    def _no_url_placeholder(cls, url: str) -> str:
+        _refuse_url_placeholder(url)
+        return url
 
     @model_validator(mode="after")
     def _token_from_file(self) -> InfluxDBConfig:
@@ -240,22 +307,33 @@ class Config(Strict):
     @model_validator(mode="after")
     def _cross_references(self) -> Config:
         names = [c.name for c in self.cameras]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"camera names must be unique, repeated: {', '.join(duplicates)}")
-        for trigger in self.triggers:
-            if trigger.camera not in names:
-                raise ValueError(f"trigger camera {trigger.camera!r} is not one of {names}")
+        errors: list[tuple[tuple[str | int, ...], str]] = []
+        first: dict[str, int] = {}
+        for index, name in enumerate(names):
+            if name in first:
+                errors.append(
+                    (
+                        ("cameras", index, "name"),
+                        f"camera names must be unique, repeated: {name} (also cameras[{first[name]}])",
+                    )
+                )
+            first.setdefault(name, index)
+        for index, trigger in enumerate(self.triggers):
+            if trigger.camera not in first:
+                errors.append(
+                    (
+                        ("triggers", index, "camera"),
+                        f"trigger camera {trigger.camera!r} is not one of {names}",
+                    )
+                )
+        if errors:
+            raise FieldErrors(errors)
         return self
 
     def redacted(self) -> dict[str, Any]:
-        """The effective config as plain data, secrets replaced by '********'."""
-        return _redact(self.model_dump(mode="json"))
+        """The effective config as plain data: secret-named values as '********', URL passwords as '***'.
 
-
-def _redact(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: ("********" if k in {"password", "token"} and v else _redact(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact(v) for v in value]
-    return value
+        Fed back to the loader, neither placeholder is taken for a secret: both are refused by name.
+        """
+        data: dict[str, Any] = redact(self.model_dump(mode="json"))
+        return data
