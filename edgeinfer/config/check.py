@@ -75,7 +75,7 @@ def _missing_file(path: Path, what: str) -> str | None:
 
 
 def _check_files(config: Config, report: CheckReport) -> None:
-    from edgeinfer.sources.images import IMAGE_SUFFIXES
+    from edgeinfer.media import IMAGE_SUFFIXES
     from edgeinfer.sources.kinds import SourceKind, source_kind
 
     if config.detector.labels is not None:
@@ -123,9 +123,9 @@ def _check_model(config: Config, report: CheckReport) -> list[str] | None:
     """Open the detector once, as the daemon does, and return its class names (None if it fails)."""
     detector_cfg = config.detector
     try:
-        from edgeinfer.detect.detector import detector_from_config
+        from edgeinfer.detect.build import open_detector
 
-        detector = detector_from_config(detector_cfg)
+        detector = open_detector(detector_cfg)
     except EdgeInferError as exc:
         message = str(exc)
         key = "sha256" if detector_cfg.sha256 and "sha256" in message else "model"
