@@ -107,11 +107,12 @@ def test_a_pinned_sha256_that_differs_is_an_error_at_detector_sha256(tmp_path, c
 
 
 @pytest.mark.parametrize("verb", [["config", "check", "--offline"], ["run", "--duration", "1", "-c"]])
-def test_a_model_path_that_is_a_directory_is_one_line(tmp_path, capsys, verb):
+def test_a_model_path_that_is_a_directory_is_one_line(tmp_path, capfd, verb):
     # Before: IsADirectoryError traceback from `run`, "ok" from `config check`.
+    # capfd, not capsys: `run` routes native output through descriptor 2, so its messages go there.
     path = write(tmp_path, f"cameras: [{{name: a, source: {SYNTHETIC}}}]\ndetector:\n  model: {tmp_path}\n")
     assert main([*verb, str(path)]) == 2
-    err = capsys.readouterr().err
+    err = capfd.readouterr().err
     assert err == (
         f"edgeinfer: config error: {path}:3: detector.model: {tmp_path} is a directory: "
         "expected a .tflite, .onnx or .engine model file\n"
@@ -147,8 +148,8 @@ def test_missing_files_and_an_empty_image_folder_are_errors_at_their_lines(tmp_p
     assert code == 2
     assert config_errors(err) == [
         f"{path}:2: cameras[0].source: video file not found: {tmp_path}/gone.mp4",
-        f"{path}:3: cameras[1].source: image folder {tmp_path}/empty has no .bmp/.jpeg/.jpg/.png files",
-        f"{path}:4: cameras[2].source: image folder {tmp_path}/notes has no .bmp/.jpeg/.jpg/.png files",
+        f"{path}:3: cameras[1].source: image folder {tmp_path}/empty has no .bmp/.jpeg/.jpg/.png/.tif/.tiff/.webp files",
+        f"{path}:4: cameras[2].source: image folder {tmp_path}/notes has no .bmp/.jpeg/.jpg/.png/.tif/.tiff/.webp files",
         f"{path}:7: detector.labels: labels file not found: {tmp_path}/labels.txt",
         f"{path}:10: mqtt.tls.ca_file: ca file not found: {tmp_path}/ca.pem",
     ]
