@@ -6,4 +6,5 @@ scripts/test-services.sh
 scripts/setup.sh dev
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/mypy  # strict over edgeinfer/ ([tool.mypy] in pyproject.toml)
 exec .venv/bin/python -m pytest "$@"

@@ -162,9 +162,10 @@ def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
 
 
 def _overlap(a: Sequence[float | None], b: Sequence[float | None]) -> bool:
-    if None in a or None in b:
+    a_lo, a_hi, b_lo, b_hi = a[0], a[1], b[0], b[1]
+    if a_lo is None or a_hi is None or b_lo is None or b_hi is None:
         return True
-    return not (a[1] < b[0] or b[1] < a[0])  # type: ignore[operator]
+    return not (a_hi < b_lo or b_hi < a_lo)
 
 
 def compare(base: dict[str, Any], new: dict[str, Any]) -> str:

@@ -59,7 +59,7 @@ if yaml.__with_libyaml__:  # pragma: no branch - both are exercised where they e
             Resolver.__init__(self)
 
 else:  # pragma: no cover - PyYAML built without libyaml
-
+    # the same class name on the pure-Python parser: mypy sees two definitions of one name
     class _Loader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, SafeConstructor, Resolver):  # type: ignore[no-redef]
         def __init__(self, stream: str) -> None:
             yaml.reader.Reader.__init__(self, stream)

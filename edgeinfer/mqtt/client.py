@@ -226,7 +226,7 @@ class MQTTClient:
     def _connect_properties(self) -> Properties | None:
         if self.cfg.protocol != "5":
             return None
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho's Properties has no annotations
         props.SessionExpiryInterval = self.cfg.session_expiry_s if self.persistent else 0
         if self.receive_maximum is not None:
             props.ReceiveMaximum = self.receive_maximum

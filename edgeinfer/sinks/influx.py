@@ -109,7 +109,7 @@ class InfluxWriter:
             raise WriteFailed(f"{type(exc).__name__}: {str(exc)[:300]}") from None
 
     def close(self) -> None:
-        self._client.close()  # type: ignore[no-untyped-call]
+        self._client.close()  # type: ignore[no-untyped-call]  # influxdb-client's close() has no annotations
 
 
 class InfluxForwarder:

@@ -224,8 +224,10 @@ class Capture:
                 if next_due is not None and now < next_due - LIVE_TOLERANCE * period:
                     self.skipped += 1  # only a live source gets here: it must be read anyway
                     continue
-                late = next_due is None or now - next_due >= period
-                next_due = now + period if late else next_due + period  # type: ignore[operator]
+                if next_due is None or now - next_due >= period:
+                    next_due = now + period  # late (or first): the schedule restarts from now
+                else:
+                    next_due += period
             elif not reader.live:
                 self._wake.clear()  # demand-driven: wait for this frame to be taken
             self._emit(image, now)

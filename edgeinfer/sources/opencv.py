@@ -25,7 +25,7 @@ STREAM_TIMEOUT_MS = 10_000  # open and read timeouts for network streams
 def has_gstreamer() -> bool:
     """Whether this OpenCV build has the GStreamer videoio backend (pip wheels do not)."""
     match = re.search(r"^\s*GStreamer:\s*(\S+)", cv2.getBuildInformation(), re.MULTILINE)
-    return bool(match) and match.group(1).upper() not in {"NO", "OFF"}
+    return match is not None and match.group(1).upper() not in {"NO", "OFF"}
 
 
 def _to_bgr(image: np.ndarray) -> np.ndarray:

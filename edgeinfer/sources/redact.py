@@ -29,5 +29,6 @@ def describe_source(source: object) -> str:
         return redact_url(source)
     kind = getattr(source, "type", None)
     if kind == "synthetic":
+        # duck-typed: importing the config models here would make this tiny module pull in pydantic
         return f"synthetic(seed={source.seed}, {source.width}x{source.height})"  # type: ignore[attr-defined]
     return type(source).__name__
