@@ -17,9 +17,9 @@ from edgeinfer.pipeline.types import (
     DetectionEvent,
     Outcome,
     StageTimes,
-    rfc3339_ms,
 )
 from edgeinfer.sources.frame import Frame
+from edgeinfer.timefmt import rfc3339_ms
 
 __all__ = [
     "CameraFilter",
@@ -138,6 +138,7 @@ def build_outcome(
         latency=latency_ms,
         batch_size=batch_size,
         context=context or None,
+        frame=frame.index,
     )
     by_label: dict[str, list[float]] = {}
     for obj in event.detections:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from edgeinfer.config import Config
@@ -54,6 +54,7 @@ class Pipeline:
         clock: Callable[[], float] = time.monotonic,
         max_frames: int | None = None,
         poll_s: float = 0.5,
+        seq_start: Mapping[str, int] | None = None,
     ) -> None:
         self.config, self.detector = config, detector
         self.observer: PipelineObserver = observer or NullObserver()
@@ -68,7 +69,11 @@ class Pipeline:
             clock=clock,
             on_stale=self._on_stale,
         )
-        self.cameras = Cameras(config.cameras, reader_factory=reader_factory, clock=clock)
+        # seq_start: per camera, the first frame seq (the daemon passes Store.next_seqs(), so event
+        # identities (device, camera, seq) never repeat across restarts).
+        self.cameras = Cameras(
+            config.cameras, reader_factory=reader_factory, clock=clock, seq_start=seq_start
+        )
         builder = OutcomeBuilder(
             config.cameras,
             device=config.device,

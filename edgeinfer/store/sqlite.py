@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 """
 _BODY_COLUMN = {"events": "body", "points": "line"}
+_SEQ_COUNTER = "seq."  # counters row per camera: the highest event seq stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,7 @@ class EventRow:
     camera: str
     ts_ns: int
     body: str
+    seq: int | None = None  # the event's seq: the store keeps the highest per camera (next_seqs)
 
 
 class DetectionJSON(TypedDict):
@@ -94,6 +96,7 @@ class EventJSON(TypedDict):
     device: str
     camera: str
     seq: int
+    frame: NotRequired[int]  # the frame's index in its source (absent in events stored before it existed)
     ts: str  # RFC 3339, UTC, milliseconds (edgeinfer.timefmt)
     model: str
     detections: list[DetectionJSON]
@@ -159,6 +162,10 @@ class Store:
         """Commit events and points in one transaction. Points are lines, or (ts_ns, line) pairs."""
         now = time.time_ns()
         point_rows = [(p, now) if isinstance(p, str) else (p[1], p[0]) for p in points]
+        seqs: dict[str, int] = {}
+        for e in events:
+            if e.seq is not None and e.seq > seqs.get(e.camera, -1):
+                seqs[e.camera] = e.seq
         with self._tx() as db:
             if events:
                 db.executemany(
@@ -167,6 +174,36 @@ class Store:
                 )
             if point_rows:
                 db.executemany("INSERT INTO points (line, ts_ns) VALUES (?, ?)", point_rows)
+            if seqs:  # in the same transaction: a stored event's seq is never handed out again
+                db.executemany(
+                    "INSERT INTO counters (name, value) VALUES (?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)",
+                    [(_SEQ_COUNTER + camera, seq) for camera, seq in seqs.items()],
+                )
+
+    def next_seqs(self) -> dict[str, int]:
+        """Per camera, the first seq a new run may use: one past the highest seq ever stored for it.
+
+        The highest seq is kept in ``counters`` (``seq.{camera}``), committed with the events, so it
+        survives retention and the size cap. A store written before that counter existed has none: its
+        events' own ``seq`` values are read once instead (and the counters written)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT substr(name, ?), value FROM counters WHERE name LIKE ?",
+                (len(_SEQ_COUNTER) + 1, _SEQ_COUNTER + "%"),
+            ).fetchall()
+        if not rows and self.count("events"):
+            with self._tx() as db:
+                rows = db.execute(
+                    "SELECT camera, MAX(json_extract(body, '$.seq')) FROM events "
+                    "WHERE json_valid(body) GROUP BY camera"
+                ).fetchall()
+                rows = [(camera, int(seq)) for camera, seq in rows if isinstance(seq, int)]
+                db.executemany(
+                    "INSERT OR IGNORE INTO counters (name, value) VALUES (?, ?)",
+                    [(_SEQ_COUNTER + camera, seq) for camera, seq in rows],
+                )
+        return {str(camera): int(seq) + 1 for camera, seq in rows}
 
     # ----------------------------------------------------------------- reading
 
