@@ -14,6 +14,10 @@ connection drops, everything after the cursor is resent in order on the next con
 sees every event at least once and, per camera, in order (a resend can repeat events it already saw).
 A message the broker refuses for good (MQTT 5 reason code such as "payload format invalid") moves to
 the dead-letter table instead of blocking the stream.
+
+On stop (the daemon sets it after every outcome was committed) the publisher keeps fetching and
+publishing until the store has nothing left for it or ``drain_s`` passed, then says ``offline``: a clean
+stop with the broker up leaves no event for the next start.
 """
 
 from __future__ import annotations
@@ -24,20 +28,23 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from edgeinfer.aio import wait_any
 from edgeinfer.config import MQTTConfig
 from edgeinfer.mqtt.client import ConnectionLost, MQTTClient, PublishRejected, Will
-from edgeinfer.store.sqlite import AsyncStore, OutboxRow
+from edgeinfer.store.sqlite import AsyncStore, OutboxRow, Stream
 from edgeinfer.timefmt import rfc3339_now
 
 logger = logging.getLogger(__name__)
 
 SINK = "mqtt"
 IDLE_POLL_S = 0.1
+# On stop: keep publishing what the store holds for this long at most, then say offline (0.75 s) and
+# disconnect (0.5 s): together within the daemon's drain deadline for outputs (3 s).
+DRAIN_S = 1.5
 
 
 class MQTTPublisher:
@@ -56,6 +63,7 @@ class MQTTPublisher:
         backlog_sinks: tuple[tuple[str, str], ...] = ((SINK, "events"),),
         window: int = 100,
         backoff: tuple[float, float] = (0.5, 30.0),
+        drain_s: float = DRAIN_S,
     ) -> None:
         self.cfg = cfg
         self.device = device
@@ -63,6 +71,7 @@ class MQTTPublisher:
         self.stats = stats
         self.backlog_sinks = backlog_sinks
         self.window = window
+        self.drain_s = drain_s
         self.base = f"{cfg.topic_prefix}/{device}"
         self.status_topic = f"{self.base}/status"
         self._wake = asyncio.Event()
@@ -115,7 +124,9 @@ class MQTTPublisher:
     # ----------------------------------------------------------------- one connection
 
     async def _session(self, stop: asyncio.Event) -> None:
-        """Publish from the cursor until the connection drops or stop is set (then drain the window)."""
+        """Publish from the cursor until the connection drops or stop is set. After stop it goes on
+        publishing what the store holds (the daemon flushed every outcome to it before setting stop)
+        until nothing is left or ``drain_s`` passed, so a clean stop leaves nothing unsent."""
         status = self._publish_quietly(self.status_topic, "online", qos=1, retain=True)
         cursor = await self.store.run(self.store.store.cursor, SINK, "events")
         after = cursor
@@ -123,9 +134,9 @@ class MQTTPublisher:
         deadline: float | None = None
         while True:
             if stop.is_set() and deadline is None:
-                deadline = time.monotonic() + 1.0  # flush what is in flight, then return
+                deadline = time.monotonic() + self.drain_s
             room = self.window - len(inflight)
-            if room > 0 and deadline is None:
+            if room > 0 and (deadline is None or time.monotonic() < deadline):
                 rows = await self.store.run(self.store.store.pending, SINK, "events", room, after)
                 try:
                     for row in rows:
@@ -209,6 +220,6 @@ class MQTTPublisher:
     async def stats_payload(self) -> str:
         backlog = {}
         for sink, stream in self.backlog_sinks:
-            backlog[sink] = await self.store.run(self.store.store.backlog, sink, stream)
+            backlog[sink] = await self.store.run(self.store.store.backlog, sink, cast(Stream, stream))
         body = {**self.stats(), "device": self.device, "ts": rfc3339_now(), "store_backlog": backlog}
         return json.dumps(body, default=str, allow_nan=False)
