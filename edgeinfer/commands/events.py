@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     path = data_dir / STORE_FILE
     if not path.exists():
         raise EdgeInferError(f"no local store at {path} (has `edgeinfer run` written there?)")
-    store = Store(path)
+    store = Store(path, readonly=True)  # writes nothing: works on a read-only store, leaves no files
     try:
         events = store.events(
             camera=args.camera,
