@@ -37,7 +37,9 @@ FRAME_STAGES = (Stage.QUEUE, Stage.PREPROCESS, Stage.INFERENCE, Stage.POSTPROCES
 # The contract's order: an event's ``latency_ms`` and the fields of the ``inference`` point.
 EVENT_STAGES = (Stage.E2E, Stage.QUEUE, Stage.PREPROCESS, Stage.INFERENCE, Stage.POSTPROCESS)
 
-DropReason = Literal["superseded", "stale"]
+# superseded: a newer frame of the camera replaced it before batching; stale: too old when the batch formed;
+# detector_error: the detector (or the outcome builder) raised on its batch.
+DropReason = Literal["superseded", "stale", "detector_error"]
 ContextLookup = Callable[[list[str]], dict[str, Any]]
 
 
