@@ -82,6 +82,7 @@ class Daemon:
             self.writer.submit,
             context=self._context,
             max_frames=max_frames,
+            seq_start=self.store.store.next_seqs(),  # event seqs continue after the stored ones
         )
         self.stop = asyncio.Event()
         self.force_exit = asyncio.Event()  # second signal: drains end at once

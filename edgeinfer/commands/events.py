@@ -127,15 +127,11 @@ def format_event(event: StoredEvent) -> str:
 # --------------------------------------------------------------------------- reading, read-only
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    import sqlite3
+def _connect(path: Path, *, follow: bool = False) -> sqlite3.Connection:
+    from edgeinfer.store.sqlite import open_readonly
 
-    try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
-        db.execute("PRAGMA busy_timeout = 5000")
-        db.execute("SELECT 1 FROM events LIMIT 0")
-    except sqlite3.Error as exc:
-        raise EdgeInferError(f"cannot read the local store {path}: {exc}") from None
+    db = open_readonly(path, changing=follow)  # writes nothing: works on a read-only store
+    db.execute("PRAGMA busy_timeout = 5000")
     return db
 
 
@@ -202,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
     if not path.exists():
         raise EdgeInferError(f"no local store at {path} (has `edgeinfer run` written there?)")
     since_ns = parse_since(args.since) if args.since else None
-    db = _connect(path)
+    db = _connect(path, follow=args.follow)
     try:
         if args.camera is not None and args.camera not in (cameras := _cameras(db)):
             known = f"cameras in it: {', '.join(cameras)}" if cameras else "it has no events yet"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from edgeinfer.config import CameraConfig
@@ -26,15 +26,23 @@ class Cameras:
         *,
         reader_factory: Callable[..., Any] = open_reader,
         clock: Callable[[], float] = time.monotonic,
+        seq_start: Mapping[str, int] | None = None,
     ) -> None:
         self._cameras = list(cameras)
+        self._seq_start = dict(seq_start or {})
         self._reader_factory, self._clock = reader_factory, clock
         self.captures: dict[str, Capture] = {}
 
     def start(self, deliver: Callable[[Frame], None]) -> None:
         """Start every camera's thread; ``deliver`` is called on those threads with each frame."""
         for camera in self._cameras:
-            capture = Capture(camera, deliver, reader_factory=self._reader_factory, clock=self._clock)
+            capture = Capture(
+                camera,
+                deliver,
+                reader_factory=self._reader_factory,
+                clock=self._clock,
+                seq_start=self._seq_start.get(camera.name, 0),
+            )
             self.captures[camera.name] = capture
             capture.start()
 

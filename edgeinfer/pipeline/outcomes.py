@@ -138,6 +138,7 @@ def build_outcome(
         latency=latency_ms,
         batch_size=batch_size,
         context=context or None,
+        frame=frame.index,
     )
     by_label: dict[str, list[float]] = {}
     for obj in event.detections:

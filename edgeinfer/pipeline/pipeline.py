@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from edgeinfer.config import Config
@@ -39,6 +39,7 @@ from edgeinfer.sources.frame import Frame
 logger = logging.getLogger(__name__)
 
 OutcomeSink = Callable[[list[Outcome]], Awaitable[None]]
+MAX_FAILED_BATCHES = 5  # this many batches in a row raising in the detector: /healthz goes red
 
 
 class Pipeline:
@@ -54,6 +55,8 @@ class Pipeline:
         clock: Callable[[], float] = time.monotonic,
         max_frames: int | None = None,
         poll_s: float = 0.5,
+        seq_start: Mapping[str, int] | None = None,
+        max_failed_batches: int = MAX_FAILED_BATCHES,
     ) -> None:
         self.config, self.detector = config, detector
         self.observer: PipelineObserver = observer or NullObserver()
@@ -68,7 +71,11 @@ class Pipeline:
             clock=clock,
             on_stale=self._on_stale,
         )
-        self.cameras = Cameras(config.cameras, reader_factory=reader_factory, clock=clock)
+        # seq_start: per camera, the first frame seq (the daemon passes Store.next_seqs(), so event
+        # identities (device, camera, seq) never repeat across restarts).
+        self.cameras = Cameras(
+            config.cameras, reader_factory=reader_factory, clock=clock, seq_start=seq_start
+        )
         builder = OutcomeBuilder(
             config.cameras,
             device=config.device,
@@ -83,6 +90,11 @@ class Pipeline:
         self.started = clock()
         self.last_progress = self.started
         self.first_event_s: float | None = None
+        self.max_failed_batches = max_failed_batches
+        self.failed_in_a_row = 0  # batches the detector raised on since the last good one
+        self.failed_batches = 0
+        self.detector_drops: dict[str, int] = {c.name: 0 for c in config.cameras}
+        self.last_detector_error: str | None = None
         self._stop = asyncio.Event()
         self.observer.bind([c.name for c in config.cameras])
 
@@ -145,6 +157,16 @@ class Pipeline:
 
     async def _deliver(self, finished: Finished) -> None:
         """On the loop: count a finished job, report it, hand its outcomes to the sink."""
+        if finished.error is not None:
+            self._failed(finished)
+            return
+        if self.failed_in_a_row:
+            logger.warning(
+                "detector: recovered after %d failed batch(es) in a row (%d frames dropped so far)",
+                self.failed_in_a_row,
+                sum(self.detector_drops.values()),
+            )
+            self.failed_in_a_row = 0
         done, size = finished.done, len(finished.frames)
         for frame, outcome, times in zip(finished.frames, finished.outcomes, finished.times, strict=True):
             self.processed[frame.camera] += 1
@@ -158,6 +180,30 @@ class Pipeline:
         self.last_progress = done
         await self._sink(list(finished.outcomes))
 
+    def _failed(self, finished: Finished) -> None:
+        """The detector raised on this batch: its frames are dropped and counted; the pipeline goes on."""
+        error = finished.error
+        assert error is not None
+        for frame in finished.frames:
+            self.detector_drops[frame.camera] = self.detector_drops.get(frame.camera, 0) + 1
+            self.observer.frame_dropped(frame.camera, "detector_error")
+        self.failed_batches += 1
+        self.failed_in_a_row += 1
+        self.last_detector_error = f"{type(error).__name__}: {error}"
+        if self.failed_in_a_row == 1:
+            logger.error(
+                "detector: a batch of %d frame(s) failed, dropped (%s); going on with the next",
+                len(finished.frames),
+                self.last_detector_error,
+                exc_info=error,
+            )
+        elif self.failed_in_a_row == self.max_failed_batches:
+            logger.error(
+                "detector: %d batches in a row failed (last: %s); /healthz reports unhealthy",
+                self.failed_in_a_row,
+                self.last_detector_error,
+            )
+
     # ------------------------------------------------------------------ status
 
     def status(self) -> PipelineStatus:
@@ -167,11 +213,19 @@ class Pipeline:
             mono=now,
             uptime_s=now - self.started,
             frames=dict(self.processed),
-            drops={name: c["superseded"] + c["stale"] for name, c in self.batcher.counters().items()},
+            drops={
+                name: c["superseded"] + c["stale"] + self.detector_drops.get(name, 0)
+                for name, c in self.batcher.counters().items()
+            },
             cameras_up=self.cameras.up(),
         )
 
     def healthy(self, max_idle_s: float = 30.0) -> tuple[bool, str]:
+        if self.failed_in_a_row >= self.max_failed_batches:
+            return False, (
+                f"detector failing: {self.failed_in_a_row} batches in a row raised"
+                f" (last: {self.last_detector_error})"
+            )
         idle = self._clock() - self.last_progress
         return (idle < max_idle_s, f"last batch {idle:.1f} s ago")
 

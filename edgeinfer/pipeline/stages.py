@@ -11,6 +11,10 @@ prepare, infer and decode run in one call on the infer thread, since each hop co
 it would overlap (~0.5 ms against 0.1-0.3 ms of prepare or decode for one frame). Its outcome is built
 there too when no earlier job of its camera is still unfinished; otherwise on the cpu thread in job
 order. Either way a camera's outcomes are built, and delivered, in the order of its frames.
+
+An exception from the detector (prepare, infer or decode) or from building the outcomes fails that job
+only: it is delivered in its place in the order as a :class:`Finished` with ``error`` set and no
+outcomes, and the stages go on with the next batch. The pipeline counts and reports it.
 """
 
 from __future__ import annotations
@@ -36,9 +40,10 @@ class Finished:
     """A job's results, one per frame in the frames' order; ``done``: the clock when they were ready."""
 
     frames: tuple[Frame, ...]
-    outcomes: tuple[Outcome, ...]
-    times: tuple[StageTimes, ...]
+    outcomes: tuple[Outcome, ...]  # empty when ``error`` is set
+    times: tuple[StageTimes, ...]  # empty when ``error`` is set
     done: float
+    error: BaseException | None = None  # what the detector (or the outcome builder) raised on this job
 
 
 @dataclass(slots=True)
@@ -53,6 +58,7 @@ class Job:
     decode_s: float = 0.0
     results: list[Detections] | None = None
     finished: Finished | None = None
+    error: BaseException | None = None
     cameras: Counter[str] = field(default_factory=Counter)
 
 
@@ -73,6 +79,7 @@ class Stages:
         self._unfinished: Counter[str] = Counter()  # per camera: frames dispatched, outcome not built
         self.jobs = 0
         self.inline_jobs = 0
+        self.failed_jobs = 0
 
     async def run(
         self,
@@ -87,7 +94,7 @@ class Stages:
         taken; every batch taken is finished and delivered before this returns."""
         stop = stop or asyncio.Event()
         infer_q: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=1)
-        finish_q: asyncio.Queue[tuple[Job, np.ndarray] | None] = asyncio.Queue(maxsize=2)
+        finish_q: asyncio.Queue[tuple[Job, np.ndarray | None] | None] = asyncio.Queue(maxsize=2)
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(
@@ -125,9 +132,12 @@ class Stages:
                     job.build_inline = not self._unfinished[frames[0].camera]
                     self.inline_jobs += 1
                 else:
-                    job.prepared = await loop.run_in_executor(
-                        self._cpu, self.detector.prepare, [f.image for f in frames]
-                    )
+                    try:
+                        job.prepared = await loop.run_in_executor(
+                            self._cpu, self.detector.prepare, [f.image for f in frames]
+                        )
+                    except Exception as exc:  # this batch fails; the next one is tried
+                        job.error = exc
                     job.prep_s = self._clock() - job.dispatched
                 self._unfinished.update(job.cameras)
                 await infer_q.put(job)
@@ -135,16 +145,22 @@ class Stages:
             await infer_q.put(None)
 
     async def _infer_loop(
-        self, infer_q: asyncio.Queue[Job | None], finish_q: asyncio.Queue[tuple[Job, np.ndarray] | None]
+        self,
+        infer_q: asyncio.Queue[Job | None],
+        finish_q: asyncio.Queue[tuple[Job, np.ndarray | None] | None],
     ) -> None:
         loop = asyncio.get_running_loop()
         try:
             while (job := await infer_q.get()) is not None:
-                self._infer_busy = True
-                try:
-                    raw = await loop.run_in_executor(self._infer, self._run_job, job)
-                finally:
-                    self._infer_busy = False
+                raw = None
+                if job.error is None:
+                    self._infer_busy = True
+                    try:
+                        raw = await loop.run_in_executor(self._infer, self._run_job, job)
+                    except Exception as exc:
+                        job.error = exc
+                    finally:
+                        self._infer_busy = False
                 await finish_q.put((job, raw))
         finally:
             await finish_q.put(None)
@@ -168,16 +184,24 @@ class Stages:
 
     async def _finish_loop(
         self,
-        finish_q: asyncio.Queue[tuple[Job, np.ndarray] | None],
+        finish_q: asyncio.Queue[tuple[Job, np.ndarray | None] | None],
         deliver: Callable[[Finished], Awaitable[None]],
     ) -> None:
         loop = asyncio.get_running_loop()
         while (item := await finish_q.get()) is not None:
             job, raw = item
-            if job.finished is None:
+            if job.error is None and job.finished is None:
+                assert raw is not None
                 post_start = self._clock() - job.decode_s
-                job.finished = await loop.run_in_executor(self._cpu, self._finish, job, raw, post_start)
+                try:
+                    job.finished = await loop.run_in_executor(self._cpu, self._finish, job, raw, post_start)
+                except Exception as exc:
+                    job.error = exc
             self._unfinished.subtract(job.cameras)
+            if job.error is not None:
+                self.failed_jobs += 1
+                job.finished = Finished(tuple(job.frames), (), (), self._clock(), job.error)
+            assert job.finished is not None
             await deliver(job.finished)
 
     def _finish(self, job: Job, raw: np.ndarray, post_start: float) -> Finished:

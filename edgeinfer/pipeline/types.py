@@ -37,7 +37,9 @@ FRAME_STAGES = (Stage.QUEUE, Stage.PREPROCESS, Stage.INFERENCE, Stage.POSTPROCES
 # The contract's order: an event's ``latency_ms`` and the fields of the ``inference`` point.
 EVENT_STAGES = (Stage.E2E, Stage.QUEUE, Stage.PREPROCESS, Stage.INFERENCE, Stage.POSTPROCESS)
 
-DropReason = Literal["superseded", "stale"]
+# superseded: a newer frame of the camera replaced it before batching; stale: too old when the batch formed;
+# detector_error: the detector (or the outcome builder) raised on its batch.
+DropReason = Literal["superseded", "stale", "detector_error"]
 ContextLookup = Callable[[list[str]], dict[str, Any]]
 
 
@@ -78,18 +80,19 @@ class DetectionEvent:
     latency: StageTimes
     batch_size: int
     context: Mapping[str, Any] | None = None
+    frame: int | None = None  # the frame's index in its source (Frame.index); omitted when unknown
 
     def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "device": self.device,
-            "camera": self.camera,
-            "seq": self.seq,
-            "ts": rfc3339_ms(self.wall_ns),
-            "model": self.model,
-            "detections": list(self.detections),
-            "latency_ms": self.latency.rounded(),
-            "batch_size": self.batch_size,
-        }
+        body: dict[str, Any] = {"device": self.device, "camera": self.camera, "seq": self.seq}
+        if self.frame is not None:
+            body["frame"] = self.frame
+        body.update(
+            ts=rfc3339_ms(self.wall_ns),
+            model=self.model,
+            detections=list(self.detections),
+            latency_ms=self.latency.rounded(),
+            batch_size=self.batch_size,
+        )
         if self.context:
             body["context"] = dict(self.context)
         return body
@@ -98,7 +101,7 @@ class DetectionEvent:
         return json.dumps(self.to_json(), separators=(",", ":"))
 
     def row(self) -> EventRow:
-        return EventRow(self.camera, self.wall_ns, self.dumps())
+        return EventRow(self.camera, self.wall_ns, self.dumps(), self.seq)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,10 @@ Refusals by the broker's ACL (a device or prefix the broker's ACL does not grant
   change and counts ``kind="status", reason="not_delivered"``. (No echo also means the client may not read
   its own status topic; an ACL granting ``readwrite {prefix}/{device}/#`` allows both.) Events are not
   held back: the broker acknowledged them. Use ``protocol: "5"`` to have each refused event dead-lettered.
+
+On stop (the daemon sets it after every outcome was committed) the publisher keeps fetching and
+publishing until the store has nothing left for it or ``drain_s`` passed, then says ``offline``: a clean
+stop with the broker up leaves no event for the next start.
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ logger = logging.getLogger(__name__)
 SINK = "mqtt"
 IDLE_POLL_S = 0.1
 ECHO_TIMEOUT_S = 5.0
+# On stop: keep publishing what the store holds for this long at most, then say offline (0.75 s) and
+# disconnect (0.5 s): together within the daemon's drain deadline for outputs (3 s).
+DRAIN_S = 1.5
 
 
 class MQTTPublisher:
@@ -70,6 +77,7 @@ class MQTTPublisher:
         window: int = 100,
         backoff: tuple[float, float] = (0.5, 30.0),
         log_interval_s: float = 60.0,
+        drain_s: float = DRAIN_S,
     ) -> None:
         self.cfg = cfg
         self.device = device
@@ -77,6 +85,7 @@ class MQTTPublisher:
         self.stats = stats
         self.backlog_sinks = backlog_sinks
         self.window = window
+        self.drain_s = drain_s
         self.base = f"{cfg.topic_prefix}/{device}"
         self.status_topic = f"{self.base}/status"
         self._wake = asyncio.Event()
@@ -142,7 +151,9 @@ class MQTTPublisher:
     # ----------------------------------------------------------------- one connection
 
     async def _session(self, stop: asyncio.Event) -> None:
-        """Publish from the cursor until the connection drops or stop is set (then drain the window)."""
+        """Publish from the cursor until the connection drops or stop is set. After stop it goes on
+        publishing what the store holds (the daemon flushed every outcome to it before setting stop)
+        until nothing is left or ``drain_s`` passed, so a clean stop leaves nothing unsent."""
         check: asyncio.Task[None] | None = None
         if self.cfg.protocol != "5":  # no reason codes: see whether the broker delivers what we send
             self._echo.clear()
@@ -168,9 +179,9 @@ class MQTTPublisher:
         deadline: float | None = None
         while True:
             if stop.is_set() and deadline is None:
-                deadline = time.monotonic() + 1.0  # flush what is in flight, then return
+                deadline = time.monotonic() + self.drain_s
             room = self.window - len(inflight)
-            if room > 0 and deadline is None:
+            if room > 0 and (deadline is None or time.monotonic() < deadline):
                 rows = await self.store.run(self.store.store.pending, SINK, "events", room, after)
                 try:
                     for row in rows:

@@ -53,6 +53,7 @@ class Capture:
         backoff_max_s: float = 30.0,
         jitter: Callable[[], float] = random.random,
         demand_timeout_s: float = 1.0,
+        seq_start: int = 0,
     ) -> None:
         self.camera = camera
         self._deliver = deliver
@@ -66,7 +67,7 @@ class Capture:
         self._fps_override: tuple[float | None, float | None] | None = None
         self._thread: threading.Thread | None = None
         self._failing = False  # the last open or read failed; the next successful open is a reconnect
-        self._seq = 0
+        self._seq = seq_start  # the next frame's seq (the daemon continues after the store's highest)
         self.description = describe_source(camera.source)
         self.state: CaptureState = "stopped"
         self.finished = False
@@ -230,13 +231,15 @@ class Capture:
                     next_due += period
             elif not reader.live:
                 self._wake.clear()  # demand-driven: wait for this frame to be taken
-            self._emit(image, now)
+            self._emit(image, now, frames - 1)
             if period is None and not reader.live:
                 self._wake.wait(self._demand_timeout_s)
         return False
 
-    def _emit(self, image: np.ndarray, now: float) -> None:
-        frame = Frame(camera=self.name, seq=self._seq, image=image, wall_ns=time.time_ns(), mono=now)
+    def _emit(self, image: np.ndarray, now: float, index: int) -> None:
+        frame = Frame(
+            camera=self.name, seq=self._seq, image=image, wall_ns=time.time_ns(), mono=now, index=index
+        )
         self._seq += 1
         self.captured += 1
         self.last_frame_mono = now

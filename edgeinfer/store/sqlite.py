@@ -10,14 +10,30 @@ Each sink keeps a cursor per stream (the highest row id the far side acknowledge
 delivery so the device keeps a local history; they leave only by retention age or the size cap, oldest
 first, and rows that go before every sink had them are counted as ``dropped_undelivered``.
 
+Bounds on disk. ``max_bytes`` bounds every file of the store together: the database, its write-ahead log
+(WAL), the WAL index (``-shm``) and a reserve file. The WAL is kept small (``journal_size_limit`` and
+``wal_autocheckpoint`` at :attr:`Store.wal_limit`, 1/16 of the smaller of ``max_bytes`` and the partition,
+256 KiB to 4 MiB), and the size cap is checked after every commit, so the store never grows past its
+bound by more than one transaction. The reserve (``edgeinfer.db-reserve``, ``wal_limit`` bytes,
+allocated when there is room) is what lets the store help itself on a full disk, where even deleting
+rows needs room in the WAL: a commit that fails for lack of space releases the reserve, prunes the
+oldest rows (counted, as the size cap does), lowers the store's own cap to what the partition holds
+(until there is room again), and commits again; the reserve is made again as soon as there is room for it.
+
 The class is synchronous and thread-safe (one connection, one lock); the daemon calls it from a single
-dedicated thread (see :class:`AsyncStore`) so SQLite never blocks the event loop.
+dedicated thread (see :class:`AsyncStore`) so SQLite never blocks the event loop. ``readonly=True``
+(``edgeinfer events``) opens the file read-only and writes nothing: no schema, no pragmas that write, no
+checkpoint, no reserve; a store on a read-only file system or without write permission reads fine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
+import math
+import os
 import sqlite3
 import threading
 import time
@@ -29,10 +45,17 @@ from typing import Literal, NamedTuple, NotRequired, ParamSpec, TypedDict, TypeV
 
 from edgeinfer.errors import StoreError
 
+logger = logging.getLogger(__name__)
+
 Stream = Literal["events", "points"]
 STREAMS: tuple[Stream, ...] = ("events", "points")
 
 STORE_FILE = "edgeinfer.db"  # in data_dir
+RESERVE_SUFFIX = "-reserve"  # edgeinfer.db-reserve: space set aside so pruning can run on a full disk
+MIN_WAL_BYTES, MAX_WAL_BYTES = 256 * 2**10, 4 * 2**20
+SHM_BYTES = 32 * 2**10  # the WAL index of a WAL within MAX_WAL_BYTES
+MIN_DB_BYTES = 64 * 2**10
+CAP_HYSTERESIS = 0.95  # the size cap prunes down to this fraction of the cap
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -70,6 +93,7 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 """
 _BODY_COLUMN = {"events": "body", "points": "line"}
+_SEQ_COUNTER = "seq."  # counters row per camera: the highest event seq stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +101,7 @@ class EventRow:
     camera: str
     ts_ns: int
     body: str
+    seq: int | None = None  # the event's seq: the store keeps the highest per camera (next_seqs)
 
 
 class DetectionJSON(TypedDict):
@@ -94,6 +119,7 @@ class EventJSON(TypedDict):
     device: str
     camera: str
     seq: int
+    frame: NotRequired[int]  # the frame's index in its source (absent in events stored before it existed)
     ts: str  # RFC 3339, UTC, milliseconds (edgeinfer.timefmt)
     model: str
     detections: list[DetectionJSON]
@@ -131,17 +157,49 @@ class PruneResult:
     deleted: int
     undelivered: int
 
+    def __add__(self, other: PruneResult) -> PruneResult:
+        return PruneResult(self.deleted + other.deleted, self.undelivered + other.undelivered)
+
 
 class Store:
     """The SQLite outbox. See the module docstring."""
 
-    def __init__(self, path: Path, *, max_bytes: int = 512 * 2**20, retention_s: float = 7 * 86400) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_bytes: int = 512 * 2**20,
+        retention_s: float = 7 * 86400,
+        readonly: bool = False,
+    ) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.retention_s = retention_s
+        self.readonly = readonly
+        self.reserve_path = path.with_name(path.name + RESERVE_SUFFIX)
+        self._wal_path = path.with_name(path.name + "-wal")
         self._lock = threading.Lock()
+        self._unreported = PruneResult(0, 0)  # pruned by the size cap after commits, not yet returned
+        if readonly:
+            self._db = open_readonly(path)
+            self.wal_limit = self.reserve_bytes = 0
+            self.cap_bytes = self._configured_cap = max_bytes
+            self._page_size = 4096
+            return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"local store: cannot create the data directory {path.parent}: {exc.strerror or exc} "
+                "(set data_dir or --data-dir)"
+            ) from None
+        partition = _partition_bytes(path.parent) or max_bytes
+        self.wal_limit = min(MAX_WAL_BYTES, max(MIN_WAL_BYTES, min(max_bytes, partition) // 16))
+        self.reserve_bytes = self.wal_limit
+        # the database's own share of max_bytes: the rest is for the WAL, its index and the reserve
+        self.cap_bytes = max(MIN_DB_BYTES, max_bytes - self.wal_limit - self.reserve_bytes - SHM_BYTES)
+        self._configured_cap = self.cap_bytes  # cap_bytes goes lower while the partition is full
+        try:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             # auto_vacuum must be set before the first table exists; it lets pruning give pages back.
             self._db.execute("PRAGMA auto_vacuum = INCREMENTAL")
@@ -149,16 +207,51 @@ class Store:
             # NORMAL in WAL mode: a power cut may lose the last transactions, never corrupt the file.
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.execute("PRAGMA busy_timeout = 5000")
+            self._page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+            self._db.execute(f"PRAGMA journal_size_limit = {self.wal_limit}")
+            self._db.execute(f"PRAGMA wal_autocheckpoint = {max(16, self.wal_limit // 2 // self._page_size)}")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the local store {path}: {exc}") from exc
+        if not self._ensure_reserve():
+            logger.warning(
+                "local store: no room for its %d KiB reserve in %s (%d KiB free); pruning may not be able"
+                " to run if the disk fills up",
+                self.reserve_bytes // 1024,
+                path.parent,
+                _free_bytes(path.parent) // 1024,
+            )
 
     # ----------------------------------------------------------------- writing
 
     def append(self, events: Sequence[EventRow] = (), points: Sequence[str | tuple[int, str]] = ()) -> None:
-        """Commit events and points in one transaction. Points are lines, or (ts_ns, line) pairs."""
+        """Commit events and points in one transaction. Points are lines, or (ts_ns, line) pairs.
+
+        A commit that fails for lack of disk space makes room (see the module docstring) and is tried once
+        more; StoreError if it still fails (nothing of it is stored then). After a commit the size cap is
+        applied (what it prunes is returned by the next :meth:`prune`)."""
         now = time.time_ns()
         point_rows = [(p, now) if isinstance(p, str) else (p[1], p[0]) for p in points]
+        seqs: dict[str, int] = {}
+        for e in events:
+            if e.seq is not None and e.seq > seqs.get(e.camera, -1):
+                seqs[e.camera] = e.seq
+        try:
+            self._insert(events, point_rows, seqs)
+        except StoreError as exc:
+            if not self._disk_full(exc):
+                raise
+            self._make_room(exc)
+            self._insert(events, point_rows, seqs)
+        try:
+            if self._used_bytes() > self.cap_bytes:
+                self._add_unreported(self._enforce_cap())
+        except (StoreError, sqlite3.Error) as exc:  # committed already: never fail the append for this
+            logger.warning("local store: applying the size cap after a commit failed: %s", exc)
+
+    def _insert(
+        self, events: Sequence[EventRow], point_rows: list[tuple[str, int]], seqs: dict[str, int]
+    ) -> None:
         with self._tx() as db:
             if events:
                 db.executemany(
@@ -167,6 +260,36 @@ class Store:
                 )
             if point_rows:
                 db.executemany("INSERT INTO points (line, ts_ns) VALUES (?, ?)", point_rows)
+            if seqs:  # in the same transaction: a stored event's seq is never handed out again
+                db.executemany(
+                    "INSERT INTO counters (name, value) VALUES (?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)",
+                    [(_SEQ_COUNTER + camera, seq) for camera, seq in seqs.items()],
+                )
+
+    def next_seqs(self) -> dict[str, int]:
+        """Per camera, the first seq a new run may use: one past the highest seq ever stored for it.
+
+        The highest seq is kept in ``counters`` (``seq.{camera}``), committed with the events, so it
+        survives retention and the size cap. A store written before that counter existed has none: its
+        events' own ``seq`` values are read once instead (and the counters written)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT substr(name, ?), value FROM counters WHERE name LIKE ?",
+                (len(_SEQ_COUNTER) + 1, _SEQ_COUNTER + "%"),
+            ).fetchall()
+        if not rows and self.count("events"):
+            with self._tx() as db:
+                rows = db.execute(
+                    "SELECT camera, MAX(json_extract(body, '$.seq')) FROM events "
+                    "WHERE json_valid(body) GROUP BY camera"
+                ).fetchall()
+                rows = [(camera, int(seq)) for camera, seq in rows if isinstance(seq, int)]
+                db.executemany(
+                    "INSERT OR IGNORE INTO counters (name, value) VALUES (?, ?)",
+                    [(_SEQ_COUNTER + camera, seq) for camera, seq in rows],
+                )
+        return {str(camera): int(seq) + 1 for camera, seq in rows}
 
     # ----------------------------------------------------------------- reading
 
@@ -267,19 +390,24 @@ class Store:
     # ----------------------------------------------------------------- bounds
 
     def size_bytes(self) -> int:
-        with self._lock:
-            pages = self._db.execute("PRAGMA page_count").fetchone()[0]
-            free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
-            page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
-        wal = self.path.with_name(self.path.name + "-wal")
-        wal_bytes = wal.stat().st_size if wal.exists() else 0
-        return int((pages - free) * page_size + wal_bytes)
+        """Every file of the store on disk: database, WAL, WAL index and reserve (what max_bytes bounds)."""
+        return sum(
+            _file_bytes(f)
+            for f in (
+                self.path,
+                self._wal_path,
+                self.path.with_name(self.path.name + "-shm"),
+                self.reserve_path,
+            )
+        )
 
     def prune(self, now_ns: int | None = None) -> PruneResult:
-        """Apply the retention age, then the size cap (oldest rows first). Returns what went."""
+        """Apply the retention age, then the size cap (oldest rows first); make the reserve again if it was
+        used and there is room. Returns what went, including what the size cap pruned after commits since
+        the last call."""
         now_ns = time.time_ns() if now_ns is None else now_ns
         cutoff = now_ns - int(self.retention_s * 1e9)
-        deleted = undelivered = 0
+        result = PruneResult(0, 0)
         for stream in STREAMS:
             with self._lock:
                 row = self._db.execute(
@@ -287,28 +415,27 @@ class Store:
                     (cutoff,),
                 ).fetchone()
             if row[0] is not None:
-                d, u = self._delete_upto(stream, int(row[0]))
-                deleted, undelivered = deleted + d, undelivered + u
-        for _ in range(64):  # each round drops ~10% of the oldest rows until under the cap
-            if self.size_bytes() <= self.max_bytes:
-                break
-            self._checkpoint()
-            if self.size_bytes() <= self.max_bytes:
-                break
-            removed = 0
-            for stream in STREAMS:
-                with self._lock:
-                    lo, hi = self._db.execute(f"SELECT MIN(id), MAX(id) FROM {stream}").fetchone()  # noqa: S608
-                if lo is None:
-                    continue
-                d, u = self._delete_upto(stream, lo + max(1, (hi - lo + 1) // 10) - 1)
-                removed += d
-                deleted, undelivered = deleted + d, undelivered + u
-            with self._lock:
-                self._db.execute("PRAGMA incremental_vacuum")
-            if removed == 0:
-                break
-        return PruneResult(deleted, undelivered)
+                result = result + self._delete_oldest(stream, int(row[0]))
+        if result.deleted:
+            self._vacuum()
+        result = result + self._enforce_cap()
+        if not self.reserve_path.exists() and self._ensure_reserve():
+            logger.warning(
+                "local store: the disk has room again; its %d KiB reserve is back", self.reserve_bytes // 1024
+            )
+        if self.cap_bytes < self._configured_cap and self.reserve_path.exists():
+            cap = min(self._configured_cap, self._room_for_data())
+            if cap > self.cap_bytes:
+                self.cap_bytes = cap
+                logger.warning(
+                    "local store: the disk has room again; the store keeps up to %d KiB", cap // 1024
+                )
+        unreported, self._unreported = self._unreported, PruneResult(0, 0)
+        return result + unreported
+
+    @property
+    def has_reserve(self) -> bool:
+        return self.reserve_path.exists()
 
     def counters(self) -> dict[str, int]:
         with self._lock:
@@ -317,13 +444,156 @@ class Store:
     def close(self) -> None:
         with self._lock:
             try:
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                if not self.readonly:
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:  # a full disk: the WAL stays, the next open replays it
+                logger.warning("local store: final checkpoint failed: %s", exc)
             finally:
                 self._db.close()
 
     # ----------------------------------------------------------------- internals
 
-    def _delete_upto(self, stream: Stream, upto_id: int) -> tuple[int, int]:
+    def _used_bytes(self) -> int:
+        """The database's pages in use (free pages are reused before the file grows)."""
+        with self._lock:
+            pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+            free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+        return int((pages - free) * self._page_size)
+
+    def _enforce_cap(self) -> PruneResult:
+        """Delete the oldest rows, in chunks that keep the WAL small, until the database's pages in use are
+        under CAP_HYSTERESIS of ``cap_bytes``; then give the freed pages back to the file system."""
+        result = PruneResult(0, 0)
+        used = self._used_bytes()
+        if used <= self.cap_bytes:
+            return result
+        target = int(self.cap_bytes * CAP_HYSTERESIS)
+        while used > target:
+            removed = 0
+            for stream in STREAMS:
+                with self._lock:
+                    lo, hi = self._db.execute(f"SELECT MIN(id), MAX(id) FROM {stream}").fetchone()  # noqa: S608
+                if lo is None:
+                    continue
+                rows = hi - lo + 1
+                share = max(1, math.ceil(rows * min(0.1, self._chunk_bytes() / max(used, 1))))
+                d = self._delete_upto(stream, lo + share - 1)
+                removed += d.deleted
+                result = result + d
+            self._vacuum(truncate=False)
+            if removed == 0:
+                break
+            used = self._used_bytes()
+        self._checkpoint("TRUNCATE")
+        return result
+
+    def _chunk_bytes(self) -> int:
+        """How much to delete per transaction: a quarter of the WAL's bound."""
+        return max(self._page_size * 4, self.wal_limit // 4)
+
+    def _delete_oldest(self, stream: Stream, upto_id: int) -> PruneResult:
+        """Delete rows up to ``upto_id`` in chunks (a week of rows must not go through the WAL at once)."""
+        result = PruneResult(0, 0)
+        used = max(self._used_bytes(), 1)
+        with self._lock:
+            lo, total = self._db.execute(f"SELECT MIN(id), COUNT(*) FROM {stream}").fetchone()  # noqa: S608
+        if lo is None:
+            return result
+        per_row = used / max(total, 1)  # an over-estimate (both streams' pages): smaller chunks
+        step = max(1, int(self._chunk_bytes() / per_row))
+        start = lo
+        while start <= upto_id:
+            end = min(upto_id, start + step - 1)
+            result = result + self._delete_upto(stream, end)
+            self._checkpoint("PASSIVE")
+            start = end + 1
+        return result
+
+    def _vacuum(self, *, truncate: bool = True) -> None:
+        """Give free pages back to the file system (the file shrinks at the checkpoint)."""
+        with self._lock:
+            # executescript steps the pragma to the end; execute() would free a single page per call
+            self._db.executescript("PRAGMA incremental_vacuum")
+        self._checkpoint("TRUNCATE" if truncate else "PASSIVE")
+
+    def _disk_full(self, exc: StoreError) -> bool:
+        code = getattr(exc.__cause__, "sqlite_errorcode", None)
+        return code == sqlite3.SQLITE_FULL or _free_bytes(self.path.parent) < self.wal_limit // 4
+
+    def _make_room(self, exc: StoreError) -> None:
+        """A commit failed for lack of space: release the reserve, checkpoint, lower the cap to what this
+        partition holds for the store, prune to it, make the reserve again if there is room."""
+        released = self._release_reserve()
+        with contextlib.suppress(sqlite3.Error, StoreError):
+            self._checkpoint("TRUNCATE")
+        cap = self._room_for_data()
+        lowered = cap < self.cap_bytes
+        self.cap_bytes = min(self.cap_bytes, cap)
+        try:
+            pruned = self._enforce_cap()
+        except (StoreError, sqlite3.Error) as error:
+            logger.error(
+                "local store: the disk is full and pruning failed too (%s)%s", error,
+                "" if released else "; there was no reserve to release",
+            )  # fmt: skip
+            raise StoreError(f"local store: {exc}; pruning failed: {error}") from error
+        self._add_unreported(pruned)
+        reserve = self._ensure_reserve()
+        logger.error(
+            "local store: the disk is full (%s): %s; pruned %d rows (%d never delivered)%s%s",
+            exc.__cause__ or exc,
+            "released the reserve" if released else "no reserve to release",
+            pruned.deleted,
+            pruned.undelivered,
+            f"; the store keeps at most {self.cap_bytes // 1024} KiB until the disk has room"
+            if lowered
+            else "",
+            "" if reserve else "; no room to make the reserve again yet",
+        )
+
+    def _room_for_data(self) -> int:
+        """What the database may use on this partition now: its files and the free space, less room for
+        the WAL, its index and the reserve."""
+        have = sum(_file_bytes(f) for f in (self.path, self._wal_path, self.reserve_path))
+        have += _free_bytes(self.path.parent)
+        return max(MIN_DB_BYTES, have - self.wal_limit - self.reserve_bytes - SHM_BYTES)
+
+    def _add_unreported(self, result: PruneResult) -> None:
+        self._unreported = self._unreported + result
+
+    def _ensure_reserve(self) -> bool:
+        """The reserve file exists at its size; make it if there is room (and leave room for the WAL)."""
+        with contextlib.suppress(OSError):
+            if self.reserve_path.stat().st_size >= self.reserve_bytes:
+                return True
+        if _free_bytes(self.path.parent) < self.reserve_bytes + self.wal_limit:
+            return False
+        try:
+            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                try:
+                    os.posix_fallocate(fd, 0, self.reserve_bytes)
+                except OSError:  # a file system without fallocate: real bytes, not a sparse file
+                    block = b"\0" * 65536
+                    for _ in range(math.ceil(self.reserve_bytes / len(block))):
+                        os.write(fd, block)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            return True
+        except OSError:
+            with contextlib.suppress(OSError):
+                self.reserve_path.unlink()
+            return False
+
+    def _release_reserve(self) -> bool:
+        try:
+            self.reserve_path.unlink()
+            return True
+        except OSError:
+            return False
+
+    def _delete_upto(self, stream: Stream, upto_id: int) -> PruneResult:
         with self._tx() as db:
             cursors = [r[0] for r in db.execute("SELECT last_id FROM cursors WHERE stream = ?", (stream,))]
             lowest = min(cursors) if cursors else None
@@ -336,11 +606,11 @@ class Store:
             deleted = db.execute(f"DELETE FROM {stream} WHERE id <= ?", (upto_id,)).rowcount  # noqa: S608
             self._bump(db, f"pruned.{stream}", deleted)
             self._bump(db, f"dropped_undelivered.{stream}", undelivered)
-        return int(deleted), int(undelivered)
+        return PruneResult(int(deleted), int(undelivered))
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, mode: Literal["PASSIVE", "RESTART", "TRUNCATE"] = "TRUNCATE") -> None:
         with self._lock:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
 
     @staticmethod
     def _bump(db: sqlite3.Connection, name: str, by: int) -> None:
@@ -377,11 +647,58 @@ class _Transaction:
         try:
             self._db.execute("ROLLBACK" if exc_type else "COMMIT")
         except sqlite3.Error as error:
+            if self._db.in_transaction:  # a COMMIT that failed (disk full) leaves it open: end it
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
             raise StoreError(f"local store: {error}") from error
         finally:
             self._lock.release()
         if isinstance(exc, sqlite3.Error):  # a failed statement inside the transaction (disk full, ...)
             raise StoreError(f"local store: {exc}") from exc
+
+
+def _file_bytes(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _free_bytes(directory: Path) -> int:
+    """Bytes this process can still write on the partition of ``directory`` (0 if unknown)."""
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return 0
+    blocks = st.f_bfree if os.geteuid() == 0 else st.f_bavail  # root may use the reserved blocks
+    return int(blocks * st.f_frsize)
+
+
+def _partition_bytes(directory: Path) -> int:
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return 0
+    return int(st.f_blocks * st.f_frsize)
+
+
+def open_readonly(path: Path, *, changing: bool = False) -> sqlite3.Connection:
+    """Open for reading only; nothing is written, not even a WAL index, where that can be avoided.
+
+    With a WAL file present (the daemon runs, or stopped without its final checkpoint) the WAL is read
+    too, through ``mode=ro`` (that needs the WAL index, which the writer made). Without one the database
+    file holds everything: ``immutable=1`` reads it without creating ``-wal``/``-shm`` files, which would
+    be left behind owned by whoever ran ``edgeinfer events``. ``changing``: a daemon may start writing
+    while this reader lasts (``events --follow``), so never ``immutable``, which would hide its writes."""
+    wal = path.with_name(path.name + "-wal")
+    uri = path.resolve().as_uri() + "?mode=ro" + ("" if wal.exists() or changing else "&immutable=1")
+    try:
+        db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA query_only = 1")
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # opens the file now
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read the local store {path}: {exc}") from exc
+    return db
 
 
 P = ParamSpec("P")

@@ -1,7 +1,7 @@
 """The store writer: commits pipeline outcomes to the local store in batched transactions.
 
 While one transaction commits (on the store's thread), outcomes queue up; the next transaction takes all
-of them, so batches grow with load without adding latency when idle.
+of them (up to ``max_commit``), so batches grow with load without adding latency when idle.
 
 A transaction that fails (disk full, a broken database) is never dropped silently: its outcomes stay in
 memory and are retried with backoff, together with what arrives meanwhile. That memory is bounded
@@ -12,6 +12,7 @@ when it starts, as a reminder every minute while it lasts, and once when the sto
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections import deque
@@ -35,6 +36,7 @@ class StoreWriter:
         *,
         max_items: int = 2000,
         max_held: int = 20_000,
+        max_commit: int = 500,
         retry: tuple[float, float] = (0.2, 5.0),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -43,6 +45,9 @@ class StoreWriter:
         self._queue: asyncio.Queue[list[Outcome]] = asyncio.Queue(maxsize=max_items)
         self._held: deque[Outcome] = deque()  # taken from the queue, not yet committed
         self._max_held = max_held
+        # At most this many outcomes per transaction: after a long failure the held backlog goes in
+        # bounded transactions (a single one of 20,000 could never fit in a nearly full disk's WAL).
+        self._max_commit = max_commit
         self._backoff = Backoff(*retry)
         self._closing = asyncio.Event()
         self._given_up = asyncio.Event()  # close() passed its deadline: run() returns
@@ -119,7 +124,7 @@ class StoreWriter:
             logger.error("local store: memory buffer full, %d oldest outcome(s) given up", over)
 
     async def _commit(self) -> bool:
-        batch = list(self._held)
+        batch = list(itertools.islice(self._held, self._max_commit))
         events: list[EventRow] = [o.event for o in batch if o.event is not None]
         points = [p for o in batch for p in o.points]
         start = time.perf_counter()

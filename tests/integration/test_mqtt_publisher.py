@@ -184,3 +184,53 @@ asyncio.run(MQTTPublisher(cfg, "{DEVICE}", store, CollectorRegistry(), dict).run
         watcher.close()
     for _, payload, _retain in watcher.snapshot():
         schemas["status"].validate(payload.decode())
+
+
+def test_stop_right_after_a_commit_publishes_everything_before_offline(
+    broker, tmp_path: Path, schemas
+) -> None:  # type: ignore[no-untyped-def]
+    """The daemon's clean stop: the writer commits the last outcomes and wakes the publisher, then stop is
+    set at once. Every committed event must reach the broker before ``offline`` (none waits for the next
+    start). 450 events: several windows of 100, so the drain has to keep fetching after stop."""
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    subscriber = Subscriber(
+        broker.port, [f"{prefix}/{DEVICE}/+/detections", f"{prefix}/{DEVICE}/status"], client_id=f"c-{prefix}",
+        persistent=False,
+    )  # fmt: skip
+    store = AsyncStore(Store(tmp_path / "store.db"))
+    cfg = MQTTConfig(host=broker.host, port=broker.port, client_id=f"pub-{prefix}", topic_prefix=prefix)
+    publisher = MQTTPublisher(cfg, DEVICE, store, CollectorRegistry(), _stats)
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(publisher.run(stop))
+        assert await _until(publisher.client.connected.is_set, 10)
+        assert await _until(
+            lambda: subscriber.snapshot()[-1:] == [(f"{prefix}/{DEVICE}/status", b"online", False)], 10
+        )
+        seqs = dict.fromkeys(CAMERAS, 0)
+        rows = []
+        for _ in range(450):
+            camera = CAMERAS[sum(seqs.values()) % len(CAMERAS)]
+            rows.append(event_row(DEVICE, camera, seqs[camera]))
+            seqs[camera] += 1
+        await store.run(store.store.append, events=rows)
+        publisher.wake()  # what the writer's on_commit does
+        stop.set()  # and the daemon sets the outputs' stop right after the writer's close
+        await asyncio.wait_for(task, 10)
+
+    try:
+        asyncio.run(scenario())
+        assert subscriber.wait_for(lambda ms: ms[-1][1] == b"offline", 5)
+        time.sleep(0.3)
+    finally:
+        subscriber.close()
+    messages = subscriber.snapshot()
+    offline = [i for i, m in enumerate(messages) if m[1] == b"offline"]
+    events = [(i, json.loads(p)) for i, (t, p, _r) in enumerate(messages) if t.endswith("/detections")]
+    for _i, event in events:
+        schemas["detection-event"].validate(event)
+    assert len(offline) == 1 and all(i < offline[0] for i, _e in events)
+    assert len({(e["camera"], e["seq"]) for _i, e in events}) == 450
+    assert store.store.backlog(SINK, "events") == 0
+    store.close()

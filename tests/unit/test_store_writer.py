@@ -24,9 +24,11 @@ class FlakyStore(Store):
 
     failures = 0
     attempts = 0
+    sizes: list[int]
 
     def append(self, events=(), points=()):
         self.attempts += 1
+        self.__dict__.setdefault("sizes", []).append(len(events))
         if self.failures:
             self.failures -= 1
             raise StoreError("local store: database or disk is full")
@@ -156,3 +158,21 @@ def test_everything_submitted_before_close_is_committed(flaky):
     left, written = asyncio.run(main())
     assert (left, written) == (0, 50)
     assert flaky.count("events") == 50
+
+
+def test_a_held_backlog_is_committed_in_bounded_transactions(flaky):
+    """After a long failure the held outcomes go in transactions of at most max_commit: one transaction of
+    everything held (up to 20,000 outcomes, ~15 MB) could never fit into the WAL of a nearly full disk."""
+
+    async def main():
+        writer = StoreWriter(AsyncStore(flaky), Metrics(), max_commit=500, retry=(0.01, 0.02))
+        flaky.failures = 3
+        task = asyncio.create_task(writer.run())
+        await writer.submit([outcome(i) for i in range(1800)])
+        assert await writer.close(10.0) == 0
+        await task
+
+    asyncio.run(main())
+    committed = flaky.sizes[3:]  # after the three failures
+    assert sum(committed) == 1800 and max(flaky.sizes) <= 500
+    assert [json.loads(e.body)["seq"] for e in flaky.events()] == list(range(1800))
