@@ -30,6 +30,7 @@ from edgeinfer.config import Config
 from edgeinfer.detect.build import open_detector
 from edgeinfer.detect.detector import Detector
 from edgeinfer.errors import EdgeInferError
+from edgeinfer.pipeline.cameras import CameraCollector
 from edgeinfer.pipeline.pipeline import Pipeline
 from edgeinfer.sinks.mqtt_publisher import MQTTPublisher
 from edgeinfer.store.sqlite import STORE_FILE, AsyncStore, Store
@@ -84,6 +85,7 @@ class Daemon:
             max_frames=max_frames,
             seq_start=self.store.store.next_seqs(),  # event seqs continue after the stored ones
         )
+        self.metrics.registry.register(CameraCollector(self.pipeline.cameras))  # camera state, restarts
         self.stop = asyncio.Event()
         self.force_exit = asyncio.Event()  # second signal: drains end at once
         self.http: HttpServer | None = None

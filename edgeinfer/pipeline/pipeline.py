@@ -32,7 +32,7 @@ from edgeinfer.pipeline.types import (
     PipelineObserver,
     PipelineStatus,
 )
-from edgeinfer.sources.capture import Capture
+from edgeinfer.sources.capture import STALL_S, Capture
 from edgeinfer.sources.factory import open_reader
 from edgeinfer.sources.frame import Frame
 
@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 OutcomeSink = Callable[[list[Outcome]], Awaitable[None]]
 MAX_FAILED_BATCHES = 5  # this many batches in a row raising in the detector: /healthz goes red
+STARTUP_GRACE_S = 60.0  # /healthz is green this long after start before the first batch
 
 
 class Pipeline:
@@ -57,6 +58,7 @@ class Pipeline:
         poll_s: float = 0.5,
         seq_start: Mapping[str, int] | None = None,
         max_failed_batches: int = MAX_FAILED_BATCHES,
+        stall_s: float = STALL_S,
     ) -> None:
         self.config, self.detector = config, detector
         self.observer: PipelineObserver = observer or NullObserver()
@@ -74,7 +76,7 @@ class Pipeline:
         # seq_start: per camera, the first frame seq (the daemon passes Store.next_seqs(), so event
         # identities (device, camera, seq) never repeat across restarts).
         self.cameras = Cameras(
-            config.cameras, reader_factory=reader_factory, clock=clock, seq_start=seq_start
+            config.cameras, reader_factory=reader_factory, clock=clock, seq_start=seq_start, stall_s=stall_s
         )
         builder = OutcomeBuilder(
             config.cameras,
@@ -140,8 +142,10 @@ class Pipeline:
             await self.cameras.stop(2.0)
 
     async def _watch(self, stop: asyncio.Event) -> None:
-        """Turn the outside stop (or all sources finished) into the pipeline's own stop."""
+        """Turn the outside stop (or all sources finished) into the pipeline's own stop; run the cameras'
+        frame watchdog every ``poll_s``."""
         while not stop.is_set() and not self._stop.is_set():
+            self.cameras.watchdog()
             if self.cameras.all_finished() and not self.batcher.pending_count():
                 logger.info("every source has ended")
                 break
@@ -220,18 +224,32 @@ class Pipeline:
             cameras_up=self.cameras.up(),
         )
 
-    def healthy(self, max_idle_s: float = 30.0) -> tuple[bool, str]:
+    def healthy(self, max_idle_s: float = 30.0, grace_s: float = STARTUP_GRACE_S) -> tuple[bool, str]:
+        """/healthz: batches keep coming (within ``max_idle_s``) and the detector does not fail batch after
+        batch. Before the first batch: healthy for ``grace_s`` after start (cameras may take a while to
+        open), unhealthy after that."""
         if self.failed_in_a_row >= self.max_failed_batches:
             return False, (
                 f"detector failing: {self.failed_in_a_row} batches in a row raised"
                 f" (last: {self.last_detector_error})"
             )
-        idle = self._clock() - self.last_progress
+        now = self._clock()
+        if not self.batches:
+            waited = now - self.started
+            if waited < grace_s:
+                return True, f"waiting for the first frame ({waited:.1f} s since start)"
+            return False, f"no frame processed in the {waited:.1f} s since start"
+        idle = now - self.last_progress
         return (idle < max_idle_s, f"last batch {idle:.1f} s ago")
 
     def ready(self, max_age_s: float = 5.0) -> tuple[bool, str]:
-        live = self.cameras.delivering(max_age_s)
-        return (
-            bool(live),
-            f"model {self.detector.info.name} loaded; delivering: {', '.join(live) or 'none'}",
-        )
+        """/readyz: ready while at least one camera delivers. Names every camera by its state:
+        ``delivering: a, b; starting: c (...); retrying: d (last error); down: e (why)``."""
+        health = self.cameras.health(max_age_s)
+        live = [h.name for h in health if h.state == "up"]
+        text = f"model {self.detector.info.name} loaded; delivering: {', '.join(live) or 'none'}"
+        for state in ("starting", "retrying", "down"):
+            group = [h.describe() for h in health if h.state == state]
+            if group:
+                text += f"; {state}: " + ", ".join(group)
+        return bool(live), text
