@@ -26,6 +26,7 @@ from edgeinfer.aio import wait_any
 from edgeinfer.app.http import HttpServer
 from edgeinfer.app.metrics import Metrics
 from edgeinfer.app.outputs import build_outputs
+from edgeinfer.app.stats import ReportsState, SinkState, status_line
 from edgeinfer.config import Config
 from edgeinfer.detect.build import open_detector
 from edgeinfer.detect.detector import Detector
@@ -255,24 +256,27 @@ class Daemon:
         await asyncio.sleep(seconds)
         self.stop.set()
 
+    async def _sink_states(self) -> list[SinkState]:
+        """Each output's connection and store backlog (refreshing its backlog gauge)."""
+        states = []
+        for component in self.outputs.components if self.outputs is not None else ():
+            if isinstance(component, ReportsState):
+                backlog: int | None = None
+                try:
+                    backlog = await component.count_backlog()
+                except Exception as exc:  # the store failing is reported by the writer and /healthz
+                    logger.debug("status: backlog of %s not counted: %s", component.sink, exc)
+                states.append(SinkState(component.sink, component.connected, backlog))
+        return states
+
     async def _status_loop(self) -> None:
         while True:
             await asyncio.sleep(self.status_interval)
-            stats = self.stats()
-            fps = stats["fps"]
-            e2e = stats["latency_ms"]
-            dropped = sum(stats["drops"].values())
-            logger.info(
-                "fps %s | batch %.2f | e2e p50 %.1f ms p99 %.1f ms | dropped %d | events %d",
-                " ".join(f"{n}={v:.1f}" for n, v in fps.items()),
-                stats["batch_size_mean"],
-                e2e.get("p50", 0.0),
-                e2e.get("p99", 0.0),
-                dropped,
-                self.writer.events_written,
-            )
             for name, capture in self.pipeline.captures.items():
                 self.metrics.camera_up.labels(name).set(1 if capture.state == "running" else 0)
+            sinks = await self._sink_states()
+            stats = self.metrics.stats(self.pipeline.status())
+            logger.info("%s", status_line(stats, sinks, self.writer.events_written))
 
     async def _prune_loop(self) -> None:
         store = self.store.store

@@ -1,5 +1,8 @@
 """The daemon's Prometheus metrics, on a registry of its own, plus rolling windows for percentiles.
 
+The registry also carries the ``process_*`` metrics of this process (memory, CPU, open fds) and no
+``*_created`` series: prometheus-client's switch for those is process-wide, set when a registry is built here.
+
 :class:`Metrics` is the pipeline's :class:`~edgeinfer.pipeline.types.PipelineObserver`."""
 
 from __future__ import annotations
@@ -7,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
 
 from edgeinfer.app.stats import FpsWindow, Stats, Window
 from edgeinfer.pipeline.types import DropReason, PipelineStatus, Stage, StageTimes
@@ -20,8 +30,12 @@ _LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None, window_size: int = 2048) -> None:
+        # A ``_created`` sample per counter and histogram child would double the output for a timestamp
+        # nobody graphs; the switch is global in prometheus-client (checked when a registry is collected).
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)
         self.frames_captured = Counter(
             "edgeinfer_frames_captured", "Frames read from a camera", ["camera"], registry=r
         )

@@ -1,13 +1,14 @@
 """The daemon's stats: rolling windows (latency samples, frame completion times) and the frozen
 :class:`Stats` snapshot whose :meth:`Stats.to_json` is the stats payload (schemas/stats.schema.json,
-less the ``device``, ``ts`` and ``store_backlog`` the MQTT publisher adds)."""
+less the ``device``, ``ts`` and ``store_backlog`` the MQTT publisher adds), and :func:`status_line`, the
+line the daemon logs every status interval, from a snapshot and the outputs' :class:`SinkState`."""
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -121,3 +122,59 @@ class Stats:
             "latency_ms": stages.get(Stage.E2E.value, {}),
             "stage_latency_ms": stages,
         }
+
+
+# ---------------------------------------------------------------------------- the status line
+
+
+@dataclass(frozen=True, slots=True)
+class SinkState:
+    """An output as the status line shows it: connected now (None: not tried yet), rows waiting in the
+    store (None: could not be counted, e.g. while the store fails)."""
+
+    sink: str  # "mqtt", "influxdb"
+    connected: bool | None
+    backlog: int | None
+
+
+@runtime_checkable
+class ReportsState(Protocol):
+    """What an output offers the status line (MQTTPublisher, InfluxForwarder): read-only but for the
+    output's own backlog gauge, which ``count_backlog`` refreshes."""
+
+    sink: str
+
+    @property
+    def connected(self) -> bool | None: ...
+
+    async def count_backlog(self) -> int: ...
+
+
+def _connection(connected: bool | None) -> str:
+    return {True: "connected", False: "disconnected", None: "not tried yet"}[connected]
+
+
+def status_line(stats: Stats, sinks: Sequence[SinkState] = (), events: int = 0) -> str:
+    """``fps dock=10.0 yard=down | batch 1.95 | e2e p50 14.2 ms p99 21.0 ms | dropped 3 | events 812 |
+    mqtt connected backlog 0 | influxdb disconnected backlog 1200``.
+
+    A camera that is not reading frames now says ``down`` (not its last rate); before the first batch the
+    batch and latency parts say ``waiting for first frame``."""
+    cameras = " ".join(
+        f"{name}={rate:.1f}" if stats.cameras_up.get(name, False) else f"{name}=down"
+        for name, rate in stats.fps.items()
+    )
+    parts = [f"fps {cameras or '-'}"]
+    e2e = stats.latency_ms
+    if e2e is None:
+        parts.append("waiting for first frame")
+    else:
+        parts.append(f"batch {stats.batch_size_mean:.2f}")
+        parts.append(f"e2e p50 {e2e.p50:.1f} ms p99 {e2e.p99:.1f} ms")
+    parts.append(f"dropped {sum(stats.drops.values())}")
+    parts.append(f"events {events}")
+    parts.extend(
+        f"{s.sink} {_connection(s.connected)} backlog {'?' if s.backlog is None else s.backlog}"
+        for s in sinks
+    )
+    return " | ".join(parts)

@@ -116,6 +116,7 @@ class InfluxForwarder:
     """The ``influxdb`` component."""
 
     name = "influxdb"
+    sink = SINK
 
     def __init__(
         self,
@@ -144,6 +145,19 @@ class InfluxForwarder:
         self.backlog = Gauge(
             "edgeinfer_influxdb_backlog_points", "Points waiting in the store.", registry=registry
         )
+        self._answered: bool | None = None  # the last write reached the server; None: none tried yet
+
+    @property
+    def connected(self) -> bool | None:
+        """Read-only, for the status line: the last write was answered (accepted or refused as bad data)."""
+        return self._answered
+
+    async def count_backlog(self) -> int:
+        """The points waiting in the store; refreshes ``edgeinfer_influxdb_backlog_points`` (which the
+        forwarder itself only updates after a write, so it would stand still while the server is down)."""
+        backlog = await self.store.run(self.store.store.backlog, SINK, "points")
+        self.backlog.set(backlog)
+        return backlog
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.store.run(self.store.store.register_sink, SINK, "points")
@@ -172,8 +186,10 @@ class InfluxForwarder:
         while True:
             try:
                 await self._write_bisecting(rows)
+                self._answered = True
                 break
             except WriteFailed as exc:
+                self._answered = False
                 self.errors.labels("transient").inc()
                 if stop is None or stop.is_set():
                     return None

@@ -64,6 +64,7 @@ class MQTTPublisher:
     """The ``mqtt`` component: events, status and stats out to the broker."""
 
     name = "mqtt-publisher"
+    sink = SINK
 
     def __init__(
         self,
@@ -118,6 +119,20 @@ class MQTTPublisher:
             ["kind", "reason"],
             registry=registry,
         )
+        self._backlog = Gauge(
+            "edgeinfer_mqtt_backlog_events", "Events waiting in the store for the broker.", registry=registry
+        )
+
+    @property
+    def connected(self) -> bool:
+        """Read-only, for the status line: connected to the broker now."""
+        return self.client.connected.is_set()
+
+    async def count_backlog(self) -> int:
+        """The events not yet acknowledged by the broker; refreshes ``edgeinfer_mqtt_backlog_events``."""
+        backlog = await self.store.run(self.store.store.backlog, SINK, "events")
+        self._backlog.set(backlog)
+        return backlog
 
     def wake(self) -> None:
         """Optional: tell the publisher new events were stored (it also polls every 0.1 s)."""
