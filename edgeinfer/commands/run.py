@@ -21,16 +21,19 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from edgeinfer.app.daemon import Daemon
+    from edgeinfer.app.reload import serve
     from edgeinfer.config import load_config
 
     config = load_config(args.config, data_dir=args.data_dir)
 
-    async def main() -> None:
-        daemon = Daemon(
-            config, duration=args.duration, max_frames=args.max_frames, status_interval=args.status_interval
+    async def main() -> None:  # SIGHUP: load the file again, and run on it if it is valid
+        await serve(
+            config,
+            load=lambda: load_config(args.config, data_dir=args.data_dir),
+            duration=args.duration,
+            max_frames=args.max_frames,
+            status_interval=args.status_interval,
         )
-        await daemon.run()
 
     asyncio.run(main())
     return 0

@@ -67,6 +67,7 @@ class MQTTPublisher:
         self.base = f"{cfg.topic_prefix}/{device}"
         self.status_topic = f"{self.base}/status"
         self._wake = asyncio.Event()
+        self.say_offline = True  # False: a restart in-process follows, the next run says `online` again
         self.client = MQTTClient(
             cfg,
             client_id=cfg.client_id or f"edgeinfer-{device}",
@@ -122,7 +123,8 @@ class MQTTPublisher:
             stats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await stats
-            await self._say_offline()
+            if self.say_offline:
+                await self._say_offline()
             client_stop.set()
             await connection
             self._connected.set(0)
