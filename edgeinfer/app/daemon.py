@@ -8,6 +8,11 @@ at any step of start-up releases what was acquired before it; tasks run, named, 
 
 A second signal forces the exit the way uvicorn does: the drain deadlines end at once, tasks are cancelled,
 the store still closes cleanly. A third signal ends the process immediately (a thread stuck in a driver).
+
+SIGHUP (with a ``reload`` loader) reads the config again: an invalid one is logged, one line per problem,
+and the daemon keeps running; a valid one that differs is logged key by key and stops the daemon through
+the same shutdown path with :attr:`Daemon.reload_to` set, for :func:`edgeinfer.app.reload.serve` to run
+again on it in the same process.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +35,7 @@ from edgeinfer.app.stats import ReportsState, SinkState, status_line
 from edgeinfer.config import Config
 from edgeinfer.detect.build import open_detector
 from edgeinfer.detect.detector import Detector
-from edgeinfer.errors import EdgeInferError
+from edgeinfer.errors import ConfigError, EdgeInferError
 from edgeinfer.pipeline.cameras import CameraCollector
 from edgeinfer.pipeline.pipeline import Pipeline
 from edgeinfer.sinks.mqtt_publisher import MQTTPublisher
@@ -69,8 +74,12 @@ class Daemon:
         duration: float | None = None,
         max_frames: int | None = None,
         status_interval: float = 5.0,
+        reload: Callable[[], Config] | None = None,
+        handle_signals: bool = True,
     ) -> None:
         self.config = config
+        self._reload, self._handle_signals = reload, handle_signals
+        self.reload_to: Config | None = None  # set by a valid SIGHUP reload: run again on this config
         self.duration, self.status_interval = duration, status_interval
         self.detector = detector or open_detector(config.detector)
         self.metrics = metrics or Metrics()
@@ -98,6 +107,12 @@ class Daemon:
         return {s: v for s in series if (v := self.outputs.context.latest(s)) is not None}
 
     def _on_signal(self, signum: int) -> None:
+        if signum == signal.SIGHUP:
+            self.reload()
+            return
+        if self.reload_to is not None:  # a stop signal wins over a reload under way
+            self.reload_to = None
+            self._say_offline(True)
         self._signals += 1
         name = signal.Signals(signum).name
         if self._signals == 1:
@@ -111,11 +126,49 @@ class Daemon:
             logger.warning("third %s: exiting now", name)
             os._exit(1)
 
+    def reload(self) -> None:
+        """SIGHUP: load and validate the config again; if it is valid and differs, stop for a restart on it."""
+        from edgeinfer.app.reload import config_changes, keeps_status_topic
+
+        if self._reload is None:
+            logger.warning("SIGHUP: no config to reload; ignored")
+            return
+        if self.stop.is_set():
+            logger.warning("SIGHUP: already stopping; ignored")
+            return
+        try:
+            new = self._reload()
+        except ConfigError as exc:
+            logger.error("reload: the config is invalid; still running on the previous one:")
+            for line in str(exc).splitlines():
+                logger.error("reload:   %s", line)
+            return
+        changes = config_changes(self.config, new)
+        if not changes:
+            logger.info("reload: the config is valid and unchanged; nothing to do")
+            return
+        logger.info("reload: the config is valid; %d change(s):", len(changes))
+        for change in changes:
+            logger.info("reload:   %s", change)
+        logger.info("reload: restarting the pipeline and outputs on the new config")
+        if keeps_status_topic(self.config, new):
+            self._say_offline(False)  # the next run says `online` on the same topic
+        self.reload_to = new
+        self.stop.set()
+
+    def _say_offline(self, say: bool) -> None:
+        for component in self.outputs.components if self.outputs is not None else ():
+            if isinstance(component, MQTTPublisher):
+                component.say_offline = say
+
     @contextlib.contextmanager
     def _signal_handlers(self) -> Iterator[None]:
         loop = asyncio.get_running_loop()
         installed = []
-        for sig in _SIGNALS:
+        signals: tuple[signal.Signals, ...] = _SIGNALS if self._handle_signals else ()
+        if signals and self._reload is not None:
+            signals = (*signals, signal.SIGHUP)
+        for sig in signals:
             with contextlib.suppress(NotImplementedError, RuntimeError):  # not in the main thread (tests)
                 loop.add_signal_handler(sig, self._on_signal, sig)
                 installed.append(sig)

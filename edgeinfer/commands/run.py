@@ -48,19 +48,26 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from edgeinfer.app.daemon import Daemon
-    from edgeinfer.config import HTTPConfig, load_config
+    from edgeinfer.app.reload import serve
+    from edgeinfer.config import Config, HTTPConfig, load_config
 
-    config = load_config(args.config, data_dir=args.data_dir)
-    if args.listen is not None:
-        config = config.model_copy(update={"http": HTTPConfig(enabled=True, listen=args.listen)})
+    def load() -> Config:  # at start and on every SIGHUP: the command line's overrides hold for both
+        config = load_config(args.config, data_dir=args.data_dir)
+        if args.listen is not None:
+            config = config.model_copy(update={"http": HTTPConfig(enabled=True, listen=args.listen)})
+        return config
+
+    config = load()
     warn_if_timing_only(config.detector.model)
 
-    async def main() -> None:
-        daemon = Daemon(
-            config, duration=args.duration, max_frames=args.max_frames, status_interval=args.status_interval
+    async def main() -> None:  # SIGHUP: load the file again, and run on it if it is valid
+        await serve(
+            config,
+            load=load,
+            duration=args.duration,
+            max_frames=args.max_frames,
+            status_interval=args.status_interval,
         )
-        await daemon.run()
 
     asyncio.run(main())
     return 0

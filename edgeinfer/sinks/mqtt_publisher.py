@@ -95,6 +95,7 @@ class MQTTPublisher:
         self.log_interval_s = log_interval_s
         self._refusal_logged = -float("inf")
         self._refusals_held = 0
+        self.say_offline = True  # False: a restart in-process follows, the next run says `online` again
         self.client = MQTTClient(
             cfg,
             client_id=cfg.client_id or f"edgeinfer-{device}",
@@ -158,7 +159,8 @@ class MQTTPublisher:
             stats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await stats
-            await self._say_offline()
+            if self.say_offline:
+                await self._say_offline()
             client_stop.set()
             await connection
             self._connected.set(0)
