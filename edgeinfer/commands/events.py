@@ -1,6 +1,6 @@
 """edgeinfer events [--camera C] [--since T] [--limit N] [--follow] [--json] [--data-dir D]: read the local store.
 
-The store is opened read-only (SQLite ``mode=ro``): reading it never writes to it, so this is safe while
+The store is opened read-only (``Store(readonly=True)``, SQLite ``mode=ro``): reading it never writes to it, so this is safe while
 the daemon runs, and ``--follow`` polls it for rows newer than the last one shown.
 """
 
@@ -18,9 +18,7 @@ from typing import TYPE_CHECKING, Any
 from edgeinfer.errors import EdgeInferError
 
 if TYPE_CHECKING:
-    import sqlite3
-
-    from edgeinfer.store.sqlite import StoredEvent
+    from edgeinfer.store.sqlite import Store, StoredEvent
 
 DEFAULT_LIMIT = 100
 POLL_S = 0.5
@@ -127,113 +125,65 @@ def format_event(event: StoredEvent) -> str:
 # --------------------------------------------------------------------------- reading, read-only
 
 
-def _connect(path: Path, *, follow: bool = False) -> sqlite3.Connection:
-    from edgeinfer.store.sqlite import open_readonly
-
-    db = open_readonly(path, changing=follow)  # writes nothing: works on a read-only store
-    db.execute("PRAGMA busy_timeout = 5000")
-    return db
-
-
-def _rows(db: sqlite3.Connection, sql: str, args: list[str | int]) -> list[StoredEvent]:
-    import json
-    import sqlite3
-
-    from edgeinfer.store.sqlite import StoredEvent
-
-    try:
-        rows: list[tuple[int, str, int, str]] = db.execute(sql, args).fetchall()
-    except sqlite3.Error as exc:
-        raise EdgeInferError(f"cannot read the local store: {exc}") from None
-    return [StoredEvent(i, cam, ts, body, json.loads(body)) for i, cam, ts, body in rows]
-
-
 def read_events(
-    db: sqlite3.Connection,
-    *,
-    camera: str | None = None,
-    since_ns: int | None = None,
-    limit: int = 0,
-    after_id: int = 0,
+    store: Store, *, camera: str | None = None, since_ns: int | None = None, limit: int = 0, after_id: int = 0
 ) -> list[StoredEvent]:
     """Events oldest first; with ``limit``, the newest ``limit`` of them (still oldest first)."""
-    sql = "SELECT id, camera, ts_ns, body FROM events WHERE id > ?"
-    args: list[str | int] = [after_id]
-    if camera is not None:
-        sql += " AND camera = ?"
-        args.append(camera)
-    if since_ns is not None:
-        sql += " AND ts_ns >= ?"
-        args.append(since_ns)
-    if limit:
-        events = _rows(db, sql + " ORDER BY id DESC LIMIT ?", [*args, limit])
-        events.reverse()
-        return events
-    return _rows(db, sql + " ORDER BY id", args)
+    import sqlite3
 
-
-def _count(db: sqlite3.Connection, camera: str | None, since_ns: int | None) -> int:
-    sql = "SELECT count(*) FROM events WHERE 1=1"
-    args: list[str | int] = []
-    if camera is not None:
-        sql += " AND camera = ?"
-        args.append(camera)
-    if since_ns is not None:
-        sql += " AND ts_ns >= ?"
-        args.append(since_ns)
-    count: int = db.execute(sql, args).fetchone()[0]
-    return count
-
-
-def _cameras(db: sqlite3.Connection) -> list[str]:
-    return [c for (c,) in db.execute("SELECT DISTINCT camera FROM events ORDER BY camera")]
+    try:
+        if limit:
+            events = store.events(
+                camera=camera, since_ns=since_ns, limit=limit, newest_first=True, after_id=after_id
+            )
+            events.reverse()
+            return events
+        return store.events(camera=camera, since_ns=since_ns, after_id=after_id)
+    except sqlite3.Error as exc:
+        raise EdgeInferError(f"cannot read the local store: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
     from edgeinfer.config import default_state_dir, load_config
-    from edgeinfer.store.sqlite import STORE_FILE
+    from edgeinfer.store.sqlite import STORE_FILE, Store
 
     data_dir = args.data_dir or (load_config(args.config).data_dir if args.config else default_state_dir())
     path = data_dir / STORE_FILE
     if not path.exists():
         raise EdgeInferError(f"no local store at {path} (has `edgeinfer run` written there?)")
     since_ns = parse_since(args.since) if args.since else None
-    db = _connect(path, follow=args.follow)
+    # writes nothing: works on a read-only store; --follow: a daemon may write meanwhile
+    store = Store(path, readonly=True, changing=args.follow)
     try:
-        if args.camera is not None and args.camera not in (cameras := _cameras(db)):
+        if args.camera is not None and args.camera not in (cameras := store.cameras()):
             known = f"cameras in it: {', '.join(cameras)}" if cameras else "it has no events yet"
             message = f"no events from camera {args.camera!r} in {path} ({known})"
             if not args.follow:
                 raise EdgeInferError(message)
             print(f"edgeinfer events: {message}; waiting for some", file=sys.stderr)
-        events = read_events(db, camera=args.camera, since_ns=since_ns, limit=args.limit)
+        events = read_events(store, camera=args.camera, since_ns=since_ns, limit=args.limit)
         _print(events, args.json)
         if args.limit and len(events) == args.limit and not args.follow:
-            total = _count(db, args.camera, since_ns)
+            total = store.count_events(camera=args.camera, since_ns=since_ns)
             if total > len(events):
                 print(
                     f"edgeinfer events: the newest {len(events)} of {total}; --limit 0 shows all",
                     file=sys.stderr,
                 )
         if args.follow:
-            last = events[-1].id if events else _last_id(db)
+            last = events[-1].id if events else store.last_event_id()
             try:
                 while True:
                     time.sleep(POLL_S)
-                    new = read_events(db, camera=args.camera, since_ns=since_ns, after_id=last)
+                    new = read_events(store, camera=args.camera, since_ns=since_ns, after_id=last)
                     if new:
                         _print(new, args.json)
                         last = new[-1].id
             except KeyboardInterrupt:
                 return 0
     finally:
-        db.close()
+        store.close()
     return 0
-
-
-def _last_id(db: sqlite3.Connection) -> int:
-    value = db.execute("SELECT max(id) FROM events").fetchone()[0]
-    return int(value or 0)
 
 
 def _print(events: list[StoredEvent], as_json: bool) -> None:

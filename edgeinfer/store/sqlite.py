@@ -171,6 +171,7 @@ class Store:
         max_bytes: int = 512 * 2**20,
         retention_s: float = 7 * 86400,
         readonly: bool = False,
+        changing: bool = False,
     ) -> None:
         self.path = path
         self.max_bytes = max_bytes
@@ -181,7 +182,7 @@ class Store:
         self._lock = threading.Lock()
         self._unreported = PruneResult(0, 0)  # pruned by the size cap after commits, not yet returned
         if readonly:
-            self._db = open_readonly(path)
+            self._db = open_readonly(path, changing=changing)
             self.wal_limit = self.reserve_bytes = 0
             self.cap_bytes = self._configured_cap = max_bytes
             self._page_size = 4096
@@ -300,16 +301,12 @@ class Store:
         since_ns: int | None = None,
         limit: int | None = None,
         newest_first: bool = False,
+        after_id: int = 0,
     ) -> list[StoredEvent]:
-        """Stored events, oldest first (or newest first), optionally of one camera and from a time on."""
-        sql = "SELECT id, camera, ts_ns, body FROM events WHERE 1=1"
-        args: list[str | int] = []
-        if camera is not None:
-            sql += " AND camera = ?"
-            args.append(camera)
-        if since_ns is not None:
-            sql += " AND ts_ns >= ?"
-            args.append(since_ns)
+        """Stored events after ``after_id``, oldest first (or newest first), optionally of one camera and
+        from a time on; at most ``limit`` of them."""
+        where, args = _event_filter(camera, since_ns, after_id)
+        sql = f"SELECT id, camera, ts_ns, body FROM events WHERE {where}"  # noqa: S608 (fixed clauses)
         sql += " ORDER BY id DESC" if newest_first else " ORDER BY id"
         if limit is not None:
             sql += " LIMIT ?"
@@ -320,6 +317,21 @@ class Store:
             StoredEvent(row_id, cam, ts_ns, body, cast(EventJSON, json.loads(body)))
             for row_id, cam, ts_ns, body in rows
         ]
+
+    def count_events(self, *, camera: str | None = None, since_ns: int | None = None) -> int:
+        where, args = _event_filter(camera, since_ns, 0)
+        with self._lock:
+            return int(self._db.execute(f"SELECT COUNT(*) FROM events WHERE {where}", args).fetchone()[0])  # noqa: S608
+
+    def cameras(self) -> list[str]:
+        """The cameras that have events in the store, by name."""
+        with self._lock:
+            return [c for (c,) in self._db.execute("SELECT DISTINCT camera FROM events ORDER BY camera")]
+
+    def last_event_id(self) -> int:
+        with self._lock:
+            value = self._db.execute("SELECT max(id) FROM events").fetchone()[0]
+        return int(value or 0)
 
     def count(self, stream: Stream) -> int:
         with self._lock:
@@ -682,6 +694,17 @@ def _partition_bytes(directory: Path) -> int:
     return int(st.f_blocks * st.f_frsize)
 
 
+def _event_filter(camera: str | None, since_ns: int | None, after_id: int) -> tuple[str, list[str | int]]:
+    where, args = "id > ?", list[str | int]([after_id])
+    if camera is not None:
+        where += " AND camera = ?"
+        args.append(camera)
+    if since_ns is not None:
+        where += " AND ts_ns >= ?"
+        args.append(since_ns)
+    return where, args
+
+
 def open_readonly(path: Path, *, changing: bool = False) -> sqlite3.Connection:
     """Open for reading only; nothing is written, not even a WAL index, where that can be avoided.
 
@@ -695,6 +718,7 @@ def open_readonly(path: Path, *, changing: bool = False) -> sqlite3.Connection:
     try:
         db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA query_only = 1")
+        db.execute("PRAGMA busy_timeout = 5000")  # a daemon committing now: wait, do not fail
         db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # opens the file now
     except sqlite3.Error as exc:
         raise StoreError(f"cannot read the local store {path}: {exc}") from exc
