@@ -40,7 +40,7 @@ VARIANTS = {
     # our small model: ~0.67 M params, ~0.68 GFLOPs at 320 (class branch twice the box branch's width)
     "shapes-s": Variant("shapes-s", (16, 24, 48, 64, 96), (1, 1, 1, 1), 24, 48),
     # YOLOv8n scale: ~3 M params (widths/depths of yolov8n, plain ltrb instead of DFL)
-    "shapes-n": Variant("shapes-n", (16, 32, 64, 128, 256), (1, 2, 2, 1), 64, 64),
+    "shapes-m": Variant("shapes-m", (16, 32, 64, 128, 256), (1, 2, 2, 1), 64, 64),
 }
 
 

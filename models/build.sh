@@ -8,20 +8,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MIN_S=${1:-26}
-MIN_N=${2:-0}
+MIN_M=${2:-0}
 TF=.venv-models/bin/python
 RT=.venv/bin/python
 
 (cd models && nice -n 5 ../$TF dataset.py --train 12000 --val 500 --test 1000)
 (cd models && nice -n 5 ../$TF train.py --variant shapes-s --minutes "$MIN_S")
 (cd models && ../$TF export.py --variant shapes-s)
-if [ "$MIN_N" != "0" ]; then
-  (cd models && nice -n 5 ../$TF train.py --variant shapes-n --minutes "$MIN_N")
-  (cd models && ../$TF export.py --variant shapes-n)
+if [ "$MIN_M" != "0" ]; then
+  (cd models && nice -n 5 ../$TF train.py --variant shapes-m --minutes "$MIN_M")
+  (cd models && ../$TF export.py --variant shapes-m)
 else
-  (cd models && ../$TF export.py --variant shapes-n --status timing-only --weights /nonexistent)
+  (cd models && ../$TF export.py --variant shapes-m --status timing-only --weights /nonexistent)
 fi
 $RT models/demo_assets.py
 $RT models/evaluate.py --variant shapes-s --onnx
 $RT models/evaluate.py --variant shapes-s --check-testimages
-if [ "$MIN_N" != "0" ]; then $RT models/evaluate.py --variant shapes-n; fi
+if [ "$MIN_M" != "0" ]; then $RT models/evaluate.py --variant shapes-m; fi

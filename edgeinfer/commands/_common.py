@@ -51,12 +51,12 @@ def listen_address(text: str) -> str:
 
 def bundled_entry_of(model: str | Path) -> dict[str, Any] | None:
     """The manifest entry of a bundled model named by ``model`` (a name, or a path to one of its files)."""
-    from edgeinfer.detect.assets import bundled_dir, manifest
+    from edgeinfer.detect.assets import RENAMED, bundled_dir, manifest
 
     spec = str(model)
     data = manifest()
     if spec == "bundled" or ("/" not in spec and not Path(spec).suffix):
-        wanted = data["default"] if spec == "bundled" else spec
+        wanted = data["default"] if spec == "bundled" else RENAMED.get(spec, spec)
         return next((dict(m) for m in data["models"] if m["name"] == wanted), None)
     try:
         path = Path(spec).expanduser().resolve()

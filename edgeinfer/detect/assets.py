@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from edgeinfer.errors import ModelError
+
+logger = logging.getLogger(__name__)
 
 _PACKAGE = Path(__file__).resolve().parent.parent  # edgeinfer/
 
@@ -26,9 +29,17 @@ def manifest() -> dict[str, Any]:
     return data
 
 
+# Old names of bundled models, still accepted with a warning. shapes-n was renamed shapes-m (2026-12-01) so
+# that the names follow YOLO's n < s < m size order: it is 4x the size of shapes-s.
+RENAMED = {"shapes-n": "shapes-m"}
+
+
 def bundled_model_entry(name: str = "bundled") -> dict[str, Any]:
     """The manifest entry of a bundled model: 'bundled' is the default one."""
     data = manifest()
+    if name in RENAMED:
+        logger.warning("model %s is now called %s: use that name (the old one will go)", name, RENAMED[name])
+        name = RENAMED[name]
     wanted = data["default"] if name == "bundled" else name
     for entry in data["models"]:
         if entry["name"] == wanted:

@@ -242,15 +242,15 @@ def test_global_options_after_the_verb_in_lower_case_and_native_chatter_obeys_th
 
 
 def test_a_timing_only_model_is_a_loud_warning_with_date_and_zone():
-    result = edgeinfer("detect", _an_image(), "--model", "shapes-n", env={"TZ": "Asia/Kolkata"})
+    result = edgeinfer("detect", _an_image(), "--model", "shapes-m", env={"TZ": "Asia/Kolkata"})
     assert result.returncode == 0, result.stderr
     warning = next(line for line in result.stderr.splitlines() if "timing-only" in line)
     assert LOG_LINE.match(warning) and "+05:30 WARNING" in warning, warning
-    assert "model shapes-n is timing-only" in warning and "shapes-s" in warning
+    assert "model shapes-m is timing-only" in warning and "shapes-s" in warning
     bundled = edgeinfer("detect", _an_image())
     assert "timing-only" not in bundled.stderr
-    by_path = edgeinfer("detect", _an_image(), "--model", str(bundled_dir() / "shapes-n.onnx"))
-    assert "model shapes-n is timing-only" in by_path.stderr
+    by_path = edgeinfer("detect", _an_image(), "--model", str(bundled_dir() / "shapes-m.onnx"))
+    assert "model shapes-m is timing-only" in by_path.stderr
 
 
 @pytest.mark.slow

@@ -121,8 +121,8 @@ def test_a_model_path_that_is_a_directory_is_one_line(tmp_path, capfd, verb):
 
 def test_a_bundled_model_name_is_not_taken_for_a_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "shapes-n").mkdir()
-    assert load_config(write(tmp_path, "detector: {model: shapes-n}\n")).detector.model == "shapes-n"
+    (tmp_path / "shapes-m").mkdir()
+    assert load_config(write(tmp_path, "detector: {model: shapes-m}\n")).detector.model == "shapes-m"
 
 
 def test_missing_files_and_an_empty_image_folder_are_errors_at_their_lines(tmp_path, capsys):
