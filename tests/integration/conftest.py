@@ -267,3 +267,17 @@ def schemas() -> dict[str, jsonschema.Draft202012Validator]:
         jsonschema.Draft202012Validator.check_schema(schema)
         validators[name] = jsonschema.Draft202012Validator(schema)
     return validators
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``soak`` tests (30 minutes) run only when ``-m`` names them (scripts/soak.sh: ``-m soak``); otherwise
+    they are deselected, and pytest's summary counts them as deselected. Unlike ``-m "not soak"`` in
+    addopts this holds when a user passes their own ``-m`` (``-m "not slow"``, ``-m integration``)."""
+    if "soak" in (config.getoption("markexpr") or ""):
+        return
+    keep, soak = [], []
+    for item in items:
+        (soak if item.get_closest_marker("soak") else keep).append(item)
+    if soak:
+        config.hook.pytest_deselected(items=soak)
+        items[:] = keep
