@@ -325,8 +325,8 @@ class Daemon:
     async def _status_loop(self) -> None:
         while True:
             await asyncio.sleep(self.status_interval)
-            for name, capture in self.pipeline.captures.items():
-                self.metrics.camera_up.labels(name).set(1 if capture.state == "running" else 0)
+            for name, up in self.pipeline.cameras.up().items():  # a frozen camera is not up
+                self.metrics.camera_up.labels(name).set(1 if up else 0)
             sinks = await self._sink_states()
             stats = self.metrics.stats(self.pipeline.status())
             logger.info("%s", status_line(stats, sinks, self.writer.events_written))
