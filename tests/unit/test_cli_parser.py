@@ -130,12 +130,14 @@ def test_run_listen_overrides_http_listen_and_turns_http_on(tmp_path, monkeypatc
 
     seen = []
 
-    class FakeDaemon:
+    class FakeDaemon:  # no cameras opened: this test is about the config the daemon gets
+        reload_to = None
+
         def __init__(self, config, **_kwargs):  # type: ignore[no-untyped-def]
             seen.append(config)
 
-        async def run(self) -> None:
-            return None
+        async def run(self) -> daemon_module.RunSummary:
+            return daemon_module.RunSummary(frames=0, events=0, seconds=0.0, first_event_s=None)
 
     monkeypatch.setattr(daemon_module, "Daemon", FakeDaemon)
     config = tmp_path / "edge.yaml"
