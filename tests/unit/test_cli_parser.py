@@ -126,6 +126,7 @@ def test_run_listen_is_host_and_port(bad: str, capsys: pytest.CaptureFixture[str
 
 def test_run_listen_overrides_http_listen_and_turns_http_on(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import edgeinfer.app.daemon as daemon_module
+    import edgeinfer.app.reload as reload_module
     from edgeinfer.commands import run as run_verb
 
     seen = []
@@ -140,6 +141,8 @@ def test_run_listen_overrides_http_listen_and_turns_http_on(tmp_path, monkeypatc
             return daemon_module.RunSummary(frames=0, events=0, seconds=0.0, first_event_s=None)
 
     monkeypatch.setattr(daemon_module, "Daemon", FakeDaemon)
+    # serve() builds its daemons from the name it imported (an earlier test may have imported it already)
+    monkeypatch.setattr(reload_module, "Daemon", FakeDaemon)
     config = tmp_path / "edge.yaml"
     config.write_text(f"data_dir: {tmp_path}\nhttp: {{enabled: false, listen: 127.0.0.1:9108}}\n")
     args = build_parser().parse_args(["run", "-c", str(config), "--listen", "0.0.0.0:9200"])

@@ -47,6 +47,7 @@ def test_trained_or_foreign_models_pass_quietly(spec: str, caplog: pytest.LogCap
 
 def test_run_warns_for_the_configured_model(tmp_path: Path, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
     import edgeinfer.app.daemon as daemon_module
+    import edgeinfer.app.reload as reload_module
     from edgeinfer.commands import run as run_verb
 
     class FakeDaemon:  # no cameras opened: this test is about the warning before the daemon starts
@@ -59,6 +60,8 @@ def test_run_warns_for_the_configured_model(tmp_path: Path, monkeypatch, caplog)
             return daemon_module.RunSummary(frames=0, events=0, seconds=0.0, first_event_s=None)
 
     monkeypatch.setattr(daemon_module, "Daemon", FakeDaemon)
+    # serve() builds its daemons from the name it imported (an earlier test may have imported it already)
+    monkeypatch.setattr(reload_module, "Daemon", FakeDaemon)
     config = tmp_path / "edge.yaml"
     config.write_text(f"data_dir: {tmp_path}\ndetector: {{model: shapes-m}}\n")
     with caplog.at_level(logging.WARNING, logger="edgeinfer"):
