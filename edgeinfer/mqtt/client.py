@@ -1,7 +1,7 @@
 """An asyncio wrapper around paho-mqtt 2.x (callback API v2), MQTT 3.1.1 and 5.
 
 The integration follows aiomqtt's approach: the blocking ``connect`` (TCP and TLS handshake) runs in an
-executor, paho's network loop runs in its own thread (``loop_start``), and paho callbacks do nothing but
+executor of its own (one thread a client, so outages and reconnects never add threads), paho's network loop runs in its own thread (``loop_start``), and paho callbacks do nothing but
 schedule work on the event loop with ``loop.call_soon_threadsafe``. Each connection is a fresh paho client
 with paho's own reconnect turned off; :meth:`MQTTClient.run` reconnects with exponential backoff and
 jitter, so what was in flight on a lost connection is failed and resent by the owner (who knows what is
@@ -18,6 +18,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,6 +138,7 @@ class MQTTClient:
         self._pending: dict[int, asyncio.Future[None]] = {}
         self._subscribed: dict[int, asyncio.Future[list[ReasonCode]]] = {}
         self._last_received_ns = 0
+        self._executor: ThreadPoolExecutor | None = None  # made by run()
 
     # ----------------------------------------------------------------- public
 
@@ -148,6 +150,7 @@ class MQTTClient:
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, reconnect with backoff while the connection drops, disconnect cleanly on stop."""
         self._loop = asyncio.get_running_loop()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"edgeinfer.mqtt.{self.client_id}")
         backoff = Backoff(*self.backoff)
         try:
             while not stop.is_set():
@@ -170,6 +173,7 @@ class MQTTClient:
                     await wait_any(stop, within=backoff.next_delay())
         finally:
             await self._teardown(clean=True)
+            self._executor.shutdown(wait=False)
 
     def publish(
         self, topic: str, payload: str | bytes, qos: int, retain: bool = False
@@ -246,7 +250,7 @@ class MQTTClient:
         )
         try:
             await loop.run_in_executor(
-                None,
+                self._executor,
                 lambda: client.connect(
                     self.cfg.host,
                     self.cfg.port,
@@ -284,7 +288,7 @@ class MQTTClient:
             return
         with contextlib.suppress(Exception):
             client.disconnect()
-        await asyncio.get_running_loop().run_in_executor(None, client.loop_stop)
+        await asyncio.get_running_loop().run_in_executor(self._executor, client.loop_stop)
 
     def _fail_pending(self, exc: SinkError) -> None:
         pending, self._pending = self._pending, {}

@@ -8,12 +8,18 @@ commit means a redelivery, not a loss. Rejected payloads are acknowledged too (i
 the same commit): resending them would not make them valid.
 
 Received messages wait for the store in a queue of at most ``mqtt.sensor_queue_size`` messages, filled on
-paho's network thread (so nothing else grows while the event loop or the disk is slow). A message that
-finds it full is dropped and counted under reason ``queue_full`` (a QoS 1/2 one is acknowledged at once:
-held back, it would keep one of the broker's in-flight slots until the next connection and stall the
-session); the overflow is logged when it starts and when the queue has room again. QoS 1/2 alone rarely
-fill it: the broker sends at most the receive maximum (MQTT 5, ``min(500, sensor_queue_size)``) or its
-``max_inflight_messages`` (3.1.1) unacknowledged messages; QoS 0 floods are what it bounds.
+paho's network thread (so nothing else grows while the event loop or the disk is slow). A QoS 1/2 message
+that finds it full holds paho's network thread until there is room: the client stops reading, TCP pushes
+back and the broker keeps the rest in the session, so a full queue never loses an acknowledged reading
+(the broker's receive maximum, ``min(500, sensor_queue_size)`` on MQTT 5, or its
+``max_inflight_messages`` on 3.1.1, should keep the queue from filling at all, but brokers do not always
+honour it; Mosquitto 2.0.11 was seen sending 1,800 unacknowledged messages against a receive maximum of
+500). Held longer than the keepalive, the broker drops the connection and redelivers whatever was not
+acknowledged on the next one. A QoS 0 message that finds the queue full is dropped and counted under
+reason ``queue_full``: nothing would redeliver it, and holding back would only move the flood into the
+broker. Overflow is logged when it starts and when the queue has room again. On stop, the queue refuses
+new messages without acknowledging them (the broker redelivers them next time) and what it holds is
+committed and acknowledged.
 ``edgeinfer_sensor_queue_messages`` is its depth.
 
 Each rejected message is counted in ``edgeinfer_sensor_messages_dropped_total{subscription,reason}`` and
@@ -74,15 +80,20 @@ class _LogLimiter:
 
 
 class _Inbox:
-    """Messages from paho's network thread to the event loop: at most ``size``, the rest refused."""
+    """Messages from paho's network thread to the event loop, at most ``size`` of them.
+
+    ``put`` refuses a QoS 0 message when full and waits for room with a QoS 1/2 one (see the module
+    docstring); after ``close`` it refuses everything and releases the waiters.
+    """
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.peak = 0  # the most messages ever waiting
-        self.overflowing = False  # set by the first refused message, cleared when there is room again
-        self.refused_since = 0
+        self.overflowing = False  # set by the first full put, cleared when there is room again
+        self.refused_since = 0  # QoS 0 messages dropped during this overflow
+        self.closed = False
         self._messages: collections.deque[Message] = collections.deque()
-        self._lock = threading.Lock()
+        self._room = threading.Condition(threading.Lock())
         self.ready = asyncio.Event()  # set (from any thread, via the loop) when a message was queued
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -93,12 +104,17 @@ class _Inbox:
         return len(self._messages)
 
     def put(self, message: Message) -> tuple[bool, bool]:
-        """(queued, first refusal of an overflow). Any thread."""
-        with self._lock:
-            if len(self._messages) >= self.size:
-                first = not self.overflowing
-                self.overflowing = True
-                self.refused_since += 1
+        """(queued, first full put of an overflow). Any thread but the event loop's: it may block."""
+        first = False
+        with self._room:
+            while len(self._messages) >= self.size and not self.closed:
+                if not self.overflowing:
+                    first = self.overflowing = True
+                if message.qos == 0:
+                    self.refused_since += 1
+                    return False, first
+                self._room.wait(timeout=1.0)
+            if self.closed:
                 return False, first
             self._messages.append(message)
             self.peak = max(self.peak, len(self._messages))
@@ -106,18 +122,25 @@ class _Inbox:
         if wake and self._loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
                 self._loop.call_soon_threadsafe(self.ready.set)
-        return True, False
+        return True, first
 
     def take(self, limit: int) -> tuple[list[Message], int | None]:
-        """Up to ``limit`` messages, oldest first, and the count refused during an overflow that ended
-        (None while none did). Event loop only."""
+        """Up to ``limit`` messages, oldest first, and the count of QoS 0 messages dropped during an
+        overflow that ended (None while none did). Event loop only."""
         self.ready.clear()
-        with self._lock:
+        with self._room:
             batch = [self._messages.popleft() for _ in range(min(limit, len(self._messages)))]
             ended = None
             if self.overflowing and len(self._messages) <= self.size // 2:
                 ended, self.overflowing, self.refused_since = self.refused_since, False, 0
+            if batch:
+                self._room.notify_all()
         return batch, ended
+
+    def close(self) -> None:
+        with self._room:
+            self.closed = True
+            self._room.notify_all()
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,22 +236,18 @@ class SensorInput:
         return next((r for r in self.routes if r.template.match(topic) is not None), None)
 
     def _on_message(self, message: Message) -> None:
-        """On paho's network thread."""
+        """On paho's network thread; blocks while the queue is full and the message is QoS 1/2."""
         queued, first = self._inbox.put(message)
-        if queued:
+        if first:
+            logger.warning(
+                "MQTT sensors: the queue is full (%d messages waiting to be stored): holding back QoS 1/2 "
+                "messages and dropping QoS 0 ones until it has room (counted as reason=%s)",
+                self._inbox.size, QUEUE_FULL,
+            )  # fmt: skip
+        if queued or self._inbox.closed:  # refused while stopping: not acked, the broker redelivers it
             return
         route = self.route(message.topic)
         self.dropped.labels(route.label if route is not None else UNMATCHED, QUEUE_FULL).inc()
-        try:
-            message.ack()  # dropped for good, like a rejected payload (see the module docstring)
-        except Exception as exc:
-            logger.debug("MQTT sensors: ack of dropped message %d failed: %s", message.mid, exc)
-        if first:
-            logger.warning(
-                "MQTT sensors: the queue is full (%d messages waiting to be stored): dropping new "
-                "messages until it has room (counted as reason=%s)",
-                self._inbox.size, QUEUE_FULL,
-            )  # fmt: skip
 
     # ----------------------------------------------------------------- processing
 
@@ -243,16 +262,18 @@ class SensorInput:
                 batch = self._take_batch()
                 if batch:
                     await self._process(batch, stop)
+            self._inbox.close()
             while len(self._inbox):  # received before stop: commit and ack them
                 await self._process(self._take_batch(), stop)
         finally:
+            self._inbox.close()  # releases paho's thread if it waits for room, so the client can stop
             client_stop.set()
             await connection
 
     def _take_batch(self) -> list[Message]:
         batch, refused = self._inbox.take(MAX_BATCH)
         if refused is not None:
-            logger.warning("MQTT sensors: the queue has room again; %d messages were dropped", refused)
+            logger.warning("MQTT sensors: the queue has room again; %d QoS 0 messages were dropped", refused)
         return batch
 
     def parse(self, message: Message) -> tuple[str, Parsed | None]:

@@ -411,3 +411,56 @@ def test_flood_is_bounded_by_the_queue_and_every_message_is_stored_or_counted(br
     assert dropped() >= sent - 2 * bound  # only what fit in the queue (and the batch being stored) got in
     assert max(depth) <= bound
     astore.close()
+
+
+def test_qos1_flood_beyond_the_brokers_window_waits_for_room_and_loses_nothing(
+    broker, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """CI saw Mosquitto send ~1,800 unacknowledged messages against a receive maximum of 500; a QoS 1
+    reading that found the queue full was then acknowledged and dropped. Here the broker's window (3.1.1:
+    max_inflight_messages 100) is wider than the queue (50) and the store is stalled: the queue stays within
+    its bound, the daemon still stops on time, and a new run stores every reading."""
+    prefix = f"w{uuid.uuid4().hex[:8]}"
+    bound, sent = 50, 3000
+    sub = SensorSubscription(topic=prefix + "/{sensor}", format="value", qos=1)
+    cfg = _cfg(broker, prefix, "3.1.1", [sub], sensor_queue_size=bound)
+    path = tmp_path / "store.db"
+    store = Store(path)
+    readings = [(f"{prefix}/s{i % 4}", str(i).encode()) for i in range(sent)]
+
+    async def stalled_run() -> tuple[float, float]:
+        registry = CollectorRegistry()
+        sensor = SensorInput(cfg, "box", AsyncStore(store), registry, SensorContext(), log_interval_s=3600)
+        stop = asyncio.Event()
+        task = asyncio.create_task(sensor.run(stop))
+        await _until(lambda: sensor.client.connections > 0, 10)
+        await asyncio.sleep(0.3)  # SUBACK
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")  # the disk stalls: nothing can be stored
+        try:
+            await asyncio.to_thread(publish_all, broker.port, readings)
+            assert await _until(lambda: len(sensor._inbox) >= bound, 20), len(sensor._inbox)
+            await asyncio.sleep(0.5)  # the broker's window is open wider than the queue
+            stop.set()
+            await asyncio.wait_for(task, 20)  # paho's thread, waiting for room, is released
+        finally:
+            blocker.rollback()
+            blocker.close()
+        return sensor._inbox.peak, _dropped(registry)
+
+    async def second_run() -> float:
+        registry = CollectorRegistry()
+        sensor = SensorInput(cfg, "box", AsyncStore(store), registry, SensorContext(), log_interval_s=3600)
+        stop = asyncio.Event()
+        task = asyncio.create_task(sensor.run(stop))
+        assert await _until(lambda: len(_points(store)) >= sent, 60), len(_points(store))
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        return _dropped(registry)
+
+    peak, dropped_first = asyncio.run(stalled_run())
+    dropped_second = asyncio.run(second_run())
+    values = sorted(int(parse_line(line).fields["value"]) for line in _points(store))  # type: ignore[arg-type]
+    assert peak <= bound
+    assert (dropped_first, dropped_second) == (0, 0)
+    assert values == list(range(sent))  # every reading once: nothing stored before the stop was acked

@@ -149,8 +149,19 @@ def _store_keys(store: Store, device: str) -> set[tuple[str, frozenset[tuple[str
 @pytest.mark.parametrize(
     "duration_s",
     [
-        pytest.param(120.0, id="2min", marks=[pytest.mark.integration, pytest.mark.slow]),
-        pytest.param(SOAK_S, id="soak", marks=[pytest.mark.soak, pytest.mark.integration, pytest.mark.slow]),
+        pytest.param(
+            120.0, id="2min", marks=[pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(400)]
+        ),
+        pytest.param(
+            SOAK_S,
+            id="soak",
+            marks=[
+                pytest.mark.soak,
+                pytest.mark.integration,
+                pytest.mark.slow,
+                pytest.mark.timeout(SOAK_S + 600),
+            ],
+        ),
     ],
 )
 def test_soak(duration_s: float, broker, victoria, schemas, tmp_path: Path, record_property) -> None:  # type: ignore[no-untyped-def]
