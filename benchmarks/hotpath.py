@@ -60,7 +60,7 @@ def to_original_columns(self: Letterbox, xyxy: np.ndarray) -> np.ndarray:
 
 def prepare_fresh(det: Detector, images: list[np.ndarray]) -> np.ndarray:
     in_h, in_w = det.info.input_hw
-    writer = det._preprocessor.writer
+    writer = det.preprocessor.writer
     tensor = np.empty((len(images), in_h, in_w, 3), dtype=writer.dtype)
     tensor[...] = writer.pad
     for i, image in enumerate(images):
@@ -180,7 +180,7 @@ def main() -> int:
 
     def prepare_after(d: Detector, batch: list[np.ndarray]) -> np.ndarray:
         p = d.prepare(batch)
-        d._preprocessor.release(p)  # what infer does when the runtime returns
+        d.preprocessor.release(p)  # what infer does when the runtime returns
         return p.tensor
 
     onnx = open_detector(DetectorConfig(model=str(det.info.path.with_name("shapes-s.onnx"))))

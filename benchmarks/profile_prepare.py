@@ -49,7 +49,7 @@ def main() -> int:
     inp = det.backend.input
     lut = input_lut(inp.dtype, inp.scale, inp.zero_point)
     rgb = det.info.channels == "RGB"
-    preprocessor = det._preprocessor
+    preprocessor = det.preprocessor
     # The letterbox alone: uint8 pixels as they are (the identity table), BGR kept.
     canvases = Preprocessor((in_h, in_w), InputWriter(np.dtype(np.uint8), 1 / 255, 0, rgb=False), nchw=False)
 

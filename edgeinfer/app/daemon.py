@@ -33,8 +33,8 @@ from edgeinfer.app.metrics import Metrics
 from edgeinfer.app.outputs import build_outputs
 from edgeinfer.app.stats import ReportsState, SinkState, status_line
 from edgeinfer.config import Config
-from edgeinfer.detect.build import open_detector
 from edgeinfer.detect.detector import Detector
+from edgeinfer.detect.pool import DetectorPool, open_pool
 from edgeinfer.errors import ConfigError, EdgeInferError
 from edgeinfer.pipeline.cameras import CameraCollector
 from edgeinfer.pipeline.pipeline import Pipeline
@@ -69,7 +69,7 @@ class Daemon:
         self,
         config: Config,
         *,
-        detector: Detector | None = None,
+        detector: Detector | DetectorPool | None = None,
         metrics: Metrics | None = None,
         duration: float | None = None,
         max_frames: int | None = None,
@@ -81,7 +81,11 @@ class Daemon:
         self._reload, self._handle_signals = reload, handle_signals
         self.reload_to: Config | None = None  # set by a valid SIGHUP reload: run again on this config
         self.duration, self.status_interval = duration, status_interval
-        self.detector = detector or open_detector(config.detector)
+        self.detector = detector or open_pool(
+            config.detector, max_batch=config.batching.max_batch_size, data_dir=config.data_dir
+        )
+        if isinstance(self.detector, DetectorPool):
+            logger.info("detector: %s", self.detector.choice.describe())
         self.metrics = metrics or Metrics()
         self.store = AsyncStore(open_store(config))
         self.writer = StoreWriter(self.store, self.metrics)
@@ -94,6 +98,8 @@ class Daemon:
             context=self._context,
             max_frames=max_frames,
             seq_start=self.store.store.next_seqs(),  # event seqs continue after the stored ones
+            instances=self.detector.instances if isinstance(self.detector, DetectorPool) else None,
+            max_batch_size=self.detector.choice.batch if isinstance(self.detector, DetectorPool) else None,
         )
         self.metrics.registry.register(CameraCollector(self.pipeline.cameras))  # camera state, restarts
         self.stop = asyncio.Event()

@@ -29,6 +29,7 @@ from typing import Any
 from edgeinfer.app.daemon import Daemon, RunSummary
 from edgeinfer.config import Config, format_path
 from edgeinfer.detect.detector import Detector
+from edgeinfer.detect.pool import DetectorPool
 from edgeinfer.errors import EdgeInferError
 
 logger = logging.getLogger(__name__)
@@ -154,10 +155,12 @@ async def serve(
     signals = _Signals()
     started = time.monotonic()
     total = RunSummary(frames=0, events=0, seconds=0.0, first_event_s=None)
-    detector: Detector | None = None
-    previous: tuple[Config, Detector | None] | None = None  # what ran before a reload: the fallback
+    detector: Detector | DetectorPool | None = None
+    previous: tuple[Config, Detector | DetectorPool | None] | None = (
+        None  # what ran before a reload: the fallback
+    )
 
-    def make(cfg: Config, reuse: Detector | None) -> Daemon:
+    def make(cfg: Config, reuse: Detector | DetectorPool | None) -> Daemon:
         offset = time.monotonic() - started
         return Daemon(
             cfg,

@@ -30,12 +30,34 @@ def _int_list(value: str) -> list[int]:
     return items
 
 
+def _count(value: str) -> int | None:
+    """A positive integer, or auto (None)."""
+    if value.lower() == "auto":
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {value!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {value!r}")
+    return count
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = RunSpec()
     g = parser.add_argument_group("configuration")
     g.add_argument("--model", default=d.model, help="'bundled', a bundled model name, or a model path")
     g.add_argument("--backend", default=d.backend, choices=BACKEND_NAMES)
-    g.add_argument("--threads", type=int, default=d.threads, help="runtime threads")
+    g.add_argument(
+        "--instances",
+        type=_count,
+        default=d.instances,
+        metavar="N|auto",
+        help="detector.instances (default: auto)",
+    )
+    g.add_argument(
+        "--threads", type=_count, default=d.threads, metavar="N|auto", help="detector.threads (default: auto)"
+    )
     g.add_argument("--cameras", type=int, default=d.cameras, help="synthetic cameras")
     g.add_argument("--batch", type=int, default=d.max_batch_size, metavar="N", help="max_batch_size")
     g.add_argument("--max-delay-ms", type=float, default=d.max_delay_ms)
@@ -95,6 +117,7 @@ def specs_from_args(args: argparse.Namespace) -> list[RunSpec]:
         cameras=args.cameras,
         max_batch_size=args.batch,
         max_delay_ms=args.max_delay_ms,
+        instances=args.instances,
         threads=args.threads,
         backend=args.backend,
         model=args.model,
@@ -127,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         base, new = (json.loads(p.read_text(encoding="utf-8")) for p in args.compare)
         sys.stdout.write(report.compare(base, new))
         return 0
-    for name in ("cameras", "batch", "threads", "repeats", "prerender"):
+    for name in ("cameras", "batch", "repeats", "prerender"):
         if getattr(args, name) < 1:
             print(f"edgeinfer bench: --{name} must be at least 1", file=sys.stderr)
             return 2

@@ -11,7 +11,8 @@ class RunSpec:
     cameras: int = 4
     max_batch_size: int = 4
     max_delay_ms: float = 10.0
-    threads: int = 2
+    instances: int | None = None  # per-pipeline runtime instances; None: auto (measured, as the daemon does)
+    threads: int | None = None  # per instance; None: auto
     backend: str = "auto"
     model: str = "bundled"
     fps: float | None = None  # per camera; None: unlimited (demand-driven synthetic source)

@@ -1,9 +1,13 @@
 """One benchmark configuration, in a process of its own: ``python -m edgeinfer.bench.worker SPEC_JSON``.
 
-Per repeat, in this order: the real pipeline (a fresh :class:`~edgeinfer.app.daemon.Daemon`: warm-up, then
-the measured period), the **limit** baseline (bare ``backend.run`` on pre-built tensors, back to back)
-and the **naive** baseline (prepare, infer, decode one frame at a time, round-robin over the cameras).
-One detector is loaded once and shared by all three. Protocol lines on stdout start with ``PREFIX``:
+The pipeline's detector is loaded once, its instances x threads x batch chosen as the daemon would
+(``auto``: measured, :mod:`edgeinfer.detect.tuning`) unless the spec fixes them. Per repeat, in this
+order: the real pipeline (a fresh :class:`~edgeinfer.app.daemon.Daemon`: warm-up, then the measured
+period); the **limit**: every instances x threads x batch candidate run bare on pre-built tensors, all
+instances invoking at once, and the best of them; the **naive** baseline (one interpreter constructed
+with the runtime's default threads, as tutorials do: prepare, infer, decode one frame at a time,
+round-robin over the cameras) and **naive_tuned** (the same loop with the thread count that is best for a
+single interpreter in this repeat's sweep). Protocol lines on stdout start with ``PREFIX``:
 progress lines, then one result line; everything else (runtime chatter) is ignored by the runner.
 """
 
@@ -80,7 +84,12 @@ def build_config(spec: RunSpec, data_dir: Path) -> Any:
         device="bench",
         data_dir=data_dir,
         cameras=cameras,
-        detector=DetectorConfig(model=spec.model, backend=spec.backend, threads=spec.threads),
+        detector=DetectorConfig(
+            model=spec.model,
+            backend=spec.backend,
+            instances=spec.instances or "auto",
+            threads=spec.threads or "auto",
+        ),
         batching=BatchingConfig(max_batch_size=spec.max_batch_size, max_delay_ms=spec.max_delay_ms),
         http=HTTPConfig(enabled=False),
     )
@@ -196,31 +205,6 @@ def _rings(spec: RunSpec) -> list[list[np.ndarray]]:
     return rings
 
 
-def measure_limit(
-    detector: Any, tensors: list[np.ndarray], seconds: float, min_runs: int = 5
-) -> dict[str, Any]:
-    """Bare ``backend.run`` (set input, invoke, read outputs) on pre-built tensors, back to back."""
-    run = detector.backend.run
-    for tensor in tensors[:2]:  # warm: the first run of a batch size builds its interpreter
-        run(tensor)
-    times: list[float] = []
-    k = 0
-    start = time.perf_counter()
-    end = start + seconds
-    while True:
-        t0 = time.perf_counter()
-        run(tensors[k % len(tensors)])
-        t1 = time.perf_counter()
-        times.append(t1 - t0)
-        k += 1
-        if t1 >= end and k >= min_runs:
-            break
-    wall = time.perf_counter() - start
-    batch = int(tensors[0].shape[0])
-    latency = summarize(np.asarray(times) * 1e3)
-    return {"fps": batch * k / wall, "runs": k, "batch": batch, "latency_ms": latency}
-
-
 def measure_limit_paced(detector: Any, tensors: list[np.ndarray], fps: float, runs: int) -> dict[str, Any]:
     """Bare ``backend.run`` at batch 1 paced at ``fps`` like a camera (the runtime idles in between),
     for comparing a paced pipeline's latency with the runtime's own at the same pace."""
@@ -266,6 +250,41 @@ def measure_naive(
     return {"fps": k / wall, "frames": k, "latency_ms": summarize(np.asarray(times) * 1e3)}
 
 
+def measure_sweep(spec: RunSpec, tensors: dict[int, list[np.ndarray]]) -> list[dict[str, Any]]:
+    """Every instances x threads x batch candidate of this machine, bare and concurrent: the limit."""
+    from edgeinfer.detect import tuning
+
+    open_instance = _instance_opener(spec)
+    seconds = max(0.3, spec.baseline_seconds / 2)
+    out = []
+    for candidate in tuning.candidates(tuning.usable_cores(), spec.max_batch_size):
+        measured = tuning.measure(open_instance, tensors, candidate, seconds)
+        out.append({**measured.to_json(), "latency_ms": {"p50": measured.p50_ms}})
+    return out
+
+
+def _instance_opener(spec: RunSpec) -> Any:
+    from edgeinfer.detect.assets import resolve_model
+    from edgeinfer.detect.backends import open_backend
+
+    path = resolve_model(spec.model)
+    return lambda threads: open_backend(spec.backend, path, threads=threads)  # type: ignore[arg-type]
+
+
+def _naive(spec: RunSpec, threads: int, rings: list[list[np.ndarray]]) -> dict[str, Any]:
+    """The naive loop on a detector of one interpreter; ``threads`` 0: the runtime's default."""
+    from edgeinfer.config import DetectorConfig
+    from edgeinfer.detect.build import assemble, resolve_pinned
+
+    cfg = DetectorConfig(model=spec.model, backend=spec.backend)
+    path, digest = resolve_pinned(cfg.model, None)
+    detector = assemble(cfg, path, digest, _instance_opener(spec)(threads))
+    try:
+        return measure_naive(detector, rings, spec.baseline_seconds)
+    finally:
+        detector.close()
+
+
 # ---------------------------------------------------------------------------- main
 
 
@@ -275,24 +294,28 @@ def run_worker(spec: RunSpec) -> dict[str, Any]:
     proc = psutil.Process()
     start_mono = _process_start_monotonic()
     from edgeinfer.config import DetectorConfig
-    from edgeinfer.detect.build import open_detector
+    from edgeinfer.detect.pool import open_pool
 
-    t0 = time.monotonic()
-    detector = open_detector(
-        DetectorConfig().model_copy(
-            update={"model": spec.model, "backend": spec.backend, "threads": spec.threads}
-        )
+    cfg = DetectorConfig(
+        model=spec.model,
+        backend=spec.backend,
+        instances=spec.instances or "auto",
+        threads=spec.threads or "auto",
     )
+    rss0 = proc.memory_info().rss
+    t0 = time.monotonic()
+    detector = open_pool(cfg, max_batch=spec.max_batch_size, data_dir=None)
     model_load_s = time.monotonic() - t0
+    pool_rss_mb = (proc.memory_info().rss - rss0) / 2**20
     info = detector.info
     model = {
         "name": info.name,
         "file": info.path.name,
         "sha256": info.sha256,
         "input": {
-            "shape": list(detector.backend.input.shape),
+            "shape": list(detector.instances[0].backend.input.shape),
             "hw": list(info.input_hw),
-            "dtype": str(detector.backend.input.dtype),
+            "dtype": str(detector.instances[0].backend.input.dtype),
             "layout": info.input_layout,
             "channels": info.channels,
         },
@@ -315,7 +338,7 @@ def run_worker(spec: RunSpec) -> dict[str, Any]:
         if r == 0:
             # Before any baseline ran: the process peak so far is the daemon's (imports, model, pipeline).
             pipeline_peak_rss_mb = _maxrss_mb()
-            pipeline_batch_sizes = sorted(getattr(detector.backend, "_by_batch", {}))
+            pipeline_batch_sizes = sorted(getattr(detector.instances[0].backend, "_by_batch", {}))
             heavy_imports = sorted(m for m in HEAVY_MODULES if m in sys.modules)
             before_daemon = pipe["daemon_created_mono"] - start_mono
             event, frame = pipe["first_event_s"], pipe["first_frame_s"]
@@ -336,26 +359,37 @@ def run_worker(spec: RunSpec) -> dict[str, Any]:
             startup["ring_render_s"] = time.monotonic() - t_ring
             frames = [f for ring in rings for f in ring]
             for batch in sorted({LIMIT_LATENCY_BATCH, spec.max_batch_size}):
-                limit_tensors[batch] = [
-                    detector.prepare([frames[(i * batch + j) % len(frames)] for j in range(batch)]).tensor
-                    for i in range(4)
-                ]
-        limit = measure_limit(detector, limit_tensors[spec.max_batch_size], spec.baseline_seconds)
-        if spec.max_batch_size == LIMIT_LATENCY_BATCH:
-            limit_b1 = limit
-        else:
-            limit_b1 = measure_limit(detector, limit_tensors[LIMIT_LATENCY_BATCH], spec.baseline_seconds / 2)
-        naive = measure_naive(detector, rings, spec.baseline_seconds)
+                limit_tensors[batch] = []
+                for i in range(4):
+                    prepared = detector.prepare([frames[(i * batch + j) % len(frames)] for j in range(batch)])
+                    limit_tensors[batch].append(prepared.tensor.copy())
+                    detector.infer(prepared)  # gives the tensor back
+        sweep = measure_sweep(spec, limit_tensors)
+        limit = max(sweep, key=lambda m: m["fps"])
+        choice = detector.choice
+        limit_b1 = next(
+            m
+            for m in sweep
+            if (m["instances"], m["threads"], m["batch"]) == (choice.instances, choice.threads, 1)
+        )
+        single = [m for m in sweep if m["instances"] == 1 and m["batch"] == 1]
+        tuned_threads = max(single, key=lambda m: m["fps"])["threads"]
+        naive = _naive(spec, 0, rings)
+        naive_tuned = {**_naive(spec, tuned_threads, rings), "threads": tuned_threads}
         paced = None
         if spec.fps is not None:
             runs = max(20, int(spec.baseline_seconds * spec.fps))
-            paced = measure_limit_paced(detector, limit_tensors[LIMIT_LATENCY_BATCH], spec.fps, runs)
+            paced = measure_limit_paced(
+                detector.instances[0], limit_tensors[LIMIT_LATENCY_BATCH], spec.fps, runs
+            )
         repeats.append(
             {
                 "pipeline": pipe,
                 "limit": limit,
                 "limit_b1": limit_b1,
+                "sweep": sweep,
                 "naive": naive,
+                "naive_tuned": naive_tuned,
                 "limit_paced": paced,
             }
         )
@@ -366,6 +400,15 @@ def run_worker(spec: RunSpec) -> dict[str, Any]:
         "model_load_s": model_load_s,
         "startup": startup,
         "peak_rss_mb": pipeline_peak_rss_mb,
+        "detector": {
+            "instances": detector.choice.instances,
+            "threads": detector.choice.threads,
+            "batch": detector.choice.batch,
+            "how": detector.choice.how,
+            "tuning": [m.to_json() for m in detector.choice.measured],
+            # RSS the instances added when they were opened (the model file's pages are shared).
+            "rss_mb_per_instance": pool_rss_mb / detector.choice.instances,
+        },
         # The synthetic cameras' prerendered rings: a harness artefact (a real camera holds ~1 frame).
         "ring_mb": spec.cameras * spec.prerender * spec.width * spec.height * 3 / 2**20,
         "worker_peak_rss_mb": _maxrss_mb(),

@@ -72,8 +72,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--threads",
         type=config_value("DetectorConfig", "threads"),
-        default=2,
-        help="runtime threads, 1-64 (as detector.threads)",
+        default="auto",
+        help="runtime threads, 1-64 or auto (as detector.threads; auto: up to 2)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per image per line")
     parser.add_argument(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -115,6 +115,9 @@ class CameraConfig(Strict):
 # --------------------------------------------------------------------------- detector, batching
 
 
+Count = Annotated[int, Field(ge=1, le=64)]
+
+
 class DetectorConfig(Strict):
     backend: BackendName = "auto"
     model: str = Field(
@@ -122,7 +125,13 @@ class DetectorConfig(Strict):
     )
     sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$", description="Refuse a model that differs.")
     labels: Path | None = Field(None, description="Text file (one name per line) or YAML with names:")
-    threads: int = Field(2, ge=1, le=64)
+    instances: Count | Literal["auto"] = Field(
+        "auto",
+        description="Runtime instances, each on its own thread; auto: chosen by measurement at first start.",
+    )
+    threads: Count | Literal["auto"] = Field(
+        "auto", description="Runtime threads per instance; auto: chosen with the instances."
+    )
     conf: float = Field(0.25, gt=0, lt=1)
     iou: float = Field(0.45, gt=0, le=1)
     max_det: int = Field(300, ge=1, le=10000)

@@ -32,15 +32,29 @@ from edgeinfer.errors import ModelError
 def open_detector(cfg: DetectorConfig) -> Detector:
     """Load ``cfg.model`` and build its detector. Raises ModelError / BackendError with a clear message."""
     path, digest = resolve_pinned(cfg.model, cfg.sha256)
-    backend = open_backend(cfg.backend, path, threads=cfg.threads)
+    threads = cfg.threads if isinstance(cfg.threads, int) else single_instance_threads()
+    backend = open_backend(cfg.backend, path, threads=threads)
     try:
-        return _assemble(cfg, path, digest, backend)
+        return assemble(cfg, path, digest, backend)
     except BaseException:
         backend.close()
         raise
 
 
-def _assemble(cfg: DetectorConfig, path: Path, digest: str, backend: Backend) -> Detector:
+def single_instance_threads() -> int:
+    """``threads: auto`` for one detector on its own (``edgeinfer detect``): up to 2 runtime threads, which
+    is where XNNPACK stops gaining on small models (:mod:`edgeinfer.detect.tuning` measures the rest)."""
+    from edgeinfer.detect.tuning import usable_cores
+
+    return min(2, usable_cores())
+
+
+def assemble(
+    cfg: DetectorConfig, path: Path, digest: str, backend: Backend, *, like: Detector | None = None
+) -> Detector:
+    """The detector around an open ``backend`` of ``path`` (the caller closes the backend on failure).
+
+    ``like``: another instance of the same model, whose preprocessing this one shares."""
     metadata = read_metadata(backend)
     names = load_labels(cfg.labels) if cfg.labels else names_from_metadata(metadata)
     input_layout, input_hw = input_geometry(backend.input.shape, cfg.input_layout, metadata)
@@ -76,7 +90,7 @@ def _assemble(cfg: DetectorConfig, path: Path, digest: str, backend: Backend) ->
         labels=labels,
         metadata=metadata,
     )
-    return Detector(backend, info, decoder, output.index)
+    return Detector(backend, info, decoder, output.index, like.preprocessor if like else None)
 
 
 # ------------------------------------------------------------------ the steps

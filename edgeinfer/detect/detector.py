@@ -49,30 +49,35 @@ class Detector:
         info: ModelInfo,
         decoder: YoloDecoder,
         output_index: int,
+        preprocessor: Preprocessor | None = None,
     ) -> None:
+        """``preprocessor``: share another instance's (same model): then either instance infers what the
+        other prepared."""
         self.backend, self.info, self.decoder = backend, info, decoder
         self.labels = info.labels
         self._output_index = output_index
-        inp = backend.input
-        writer = InputWriter(inp.dtype, inp.scale, inp.zero_point, rgb=info.channels == "RGB")
-        self._preprocessor = Preprocessor(info.input_hw, writer, nchw=info.input_layout == "NCHW")
+        if preprocessor is None:
+            inp = backend.input
+            writer = InputWriter(inp.dtype, inp.scale, inp.zero_point, rgb=info.channels == "RGB")
+            preprocessor = Preprocessor(info.input_hw, writer, nchw=info.input_layout == "NCHW")
+        self.preprocessor = preprocessor
 
     # ------------------------------------------------------------ stages
 
     def prepare(self, images: Sequence[np.ndarray]) -> Prepared:
         """Letterbox and quantize a batch of BGR uint8 images into an input tensor lent until :meth:`infer`."""
-        return self._preprocessor.prepare(images)
+        return self.preprocessor.prepare(images)
 
     def infer(self, prepared: Prepared) -> np.ndarray:
         """Run the runtime; returns the raw detection output for the whole batch.
 
         The prepared tensor goes back to the preprocessor when the runtime returns (``decode`` needs only
         the letterboxes), so each Prepared is inferred once."""
-        self._preprocessor.check(prepared)
+        self.preprocessor.check(prepared)
         try:
             return self.backend.run(prepared.tensor)[self._output_index]
         finally:
-            self._preprocessor.release(prepared)
+            self.preprocessor.release(prepared)
 
     def decode(self, raw: np.ndarray, prepared: Prepared) -> list[Detections]:
         return [self.decoder.decode(raw[i], box) for i, box in enumerate(prepared.boxes)]

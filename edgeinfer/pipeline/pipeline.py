@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from edgeinfer.config import Config
@@ -59,7 +59,11 @@ class Pipeline:
         seq_start: Mapping[str, int] | None = None,
         max_failed_batches: int = MAX_FAILED_BATCHES,
         stall_s: float = STALL_S,
+        instances: Sequence[DetectorLike[Any]] | None = None,
+        max_batch_size: int | None = None,
     ) -> None:
+        """``instances``: the detector's runtime instances (default: the detector alone);
+        ``max_batch_size``: a lower batch cap than the config's (the detector tuning's choice)."""
         self.config, self.detector = config, detector
         self.observer: PipelineObserver = observer or NullObserver()
         self._sink, self._clock = sink, clock
@@ -68,7 +72,9 @@ class Pipeline:
         self.batcher = Batcher(
             {c.name: c.priority for c in config.cameras},
             BatchPolicy(
-                batching.max_batch_size, batching.max_delay_ms / 1e3, batching.max_staleness_ms / 1e3
+                min(batching.max_batch_size, max_batch_size or batching.max_batch_size),
+                batching.max_delay_ms / 1e3,
+                batching.max_staleness_ms / 1e3,
             ),
             clock=clock,
             on_stale=self._on_stale,
@@ -85,7 +91,7 @@ class Pipeline:
             model=detector.info.name,
             context=context,
         )
-        self.stages = Stages(detector, builder, clock=clock)
+        self.stages = Stages(detector, builder, instances=instances, clock=clock)
         self.processed: dict[str, int] = {c.name: 0 for c in config.cameras}
         self.frames_total = 0
         self.batches = 0

@@ -1,16 +1,23 @@
 """The three stages, linked by small bounded queues, so the next batch is preprocessed while the current
-one is in the runtime and the previous one is being decoded:
+ones are in the runtime and the previous one is being decoded:
 
-    prepare (cpu thread)  --q(1)-->  infer (the infer thread)  --q(2)-->  finish (cpu thread)  --> deliver
+    prepare (cpu thread)  --q(1)-->  infer (any idle instance's thread)  --in order-->  finish (cpu thread)
+
+The detector may have several instances (runtime objects of one model, each on its own thread; they share
+the preprocessing and decoding, :mod:`edgeinfer.detect.pool`). A prepared batch goes to whichever
+instance is idle, and a batch is taken from the batcher only once one is (so frames wait in the batcher,
+where newer ones replace them, not behind a busy runtime). Batches may finish out of order on different
+instances; the finish stage takes them in the order they were taken, so a camera's outcomes are built,
+and delivered, in the order of its frames.
 
 Decode, filters, the event policy and the outcome (event JSON, line protocol) all run on a worker
 thread; the event loop only routes jobs and hands finished outcomes on.
 
-A single frame that finds the runtime idle (a camera at its own pace, not a backlog) skips the hand-offs:
-prepare, infer and decode run in one call on the infer thread, since each hop costs more than the work
-it would overlap (~0.5 ms against 0.1-0.3 ms of prepare or decode for one frame). Its outcome is built
-there too when no earlier job of its camera is still unfinished; otherwise on the cpu thread in job
-order. Either way a camera's outcomes are built, and delivered, in the order of its frames.
+A single frame that finds an instance idle (a camera at its own pace, not a backlog) skips the hand-offs:
+prepare, infer and decode run in one call on that instance's thread, since each hop costs more than the
+work it would overlap (~0.5 ms against 0.1-0.3 ms of prepare or decode for one frame). Its outcome is
+built there too when no earlier job is still unfinished (so two outcomes are never built at once);
+otherwise on the cpu thread in job order.
 
 An exception from the detector (prepare, infer or decode) or from building the outcomes fails that job
 only: it is delivered in its place in the order as a :class:`Finished` with ``error`` set and no
@@ -20,11 +27,11 @@ outcomes, and the stages go on with the next batch. The pipeline counts and repo
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,8 +57,8 @@ class Finished:
 class Job:
     frames: list[Frame]
     dispatched: float
-    inline: bool = False  # prepare and decode on the infer thread (a single frame, idle runtime)
-    build_inline: bool = False  # ... and build the outcome there (no earlier job of its camera pending)
+    inline: bool = False  # prepare and decode on the instance's thread (a single frame, an idle instance)
+    build_inline: bool = False  # ... and build the outcome there (no earlier job unfinished)
     prepared: Any = None
     prep_s: float = 0.0
     infer_s: float = 0.0
@@ -59,7 +66,6 @@ class Job:
     results: list[Detections] | None = None
     finished: Finished | None = None
     error: BaseException | None = None
-    cameras: Counter[str] = field(default_factory=Counter)
 
 
 class Stages:
@@ -70,16 +76,26 @@ class Stages:
         detector: DetectorLike[Any],
         builder: OutcomeBuilder,
         *,
+        instances: Sequence[DetectorLike[Any]] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``detector`` prepares and decodes; ``instances`` (default: the detector alone) infer, and each
+        accepts what ``detector.prepare`` gives."""
         self.detector, self.builder, self._clock = detector, builder, clock
+        self.instances = list(instances) if instances else [detector]
         self._cpu = ThreadPoolExecutor(1, thread_name_prefix="edgeinfer.cpu")
-        self._infer = ThreadPoolExecutor(1, thread_name_prefix="edgeinfer.infer")
-        self._infer_busy = False
-        self._unfinished: Counter[str] = Counter()  # per camera: frames dispatched, outcome not built
+        self._workers = [
+            ThreadPoolExecutor(1, thread_name_prefix="edgeinfer.infer" + (f".{i}" if i else ""))
+            for i in range(len(self.instances))
+        ]
+        self._idle_instances = len(self.instances)  # not running a job
+        # Batches taken and not done in a runtime: one per instance plus one prepared ahead.
+        self._slots = asyncio.Semaphore(len(self.instances) + 1)
+        self._unfinished_jobs = 0  # dispatched, outcomes not built yet
         self.jobs = 0
         self.inline_jobs = 0
         self.failed_jobs = 0
+        self.jobs_per_instance = [0] * len(self.instances)
 
     async def run(
         self,
@@ -94,7 +110,10 @@ class Stages:
         taken; every batch taken is finished and delivered before this returns."""
         stop = stop or asyncio.Event()
         infer_q: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=1)
-        finish_q: asyncio.Queue[tuple[Job, np.ndarray | None] | None] = asyncio.Queue(maxsize=2)
+        # In dispatch order: each job with its instance's future (None when it failed before).
+        finish_q: asyncio.Queue[tuple[Job, asyncio.Future[np.ndarray] | None] | None] = asyncio.Queue(
+            maxsize=len(self.instances) + 1
+        )
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(
@@ -104,7 +123,8 @@ class Stages:
                 tg.create_task(self._finish_loop(finish_q, deliver), name="edgeinfer.finish")
         finally:
             self._cpu.shutdown(wait=False)
-            self._infer.shutdown(wait=False)
+            for worker in self._workers:
+                worker.shutdown(wait=False)
 
     async def _prepare_loop(
         self,
@@ -120,16 +140,18 @@ class Stages:
             while not stop.is_set():
                 if max_frames is not None and count >= max_frames:
                     break  # --max-frames: take no more; what is in flight still finishes
+                await self._slots.acquire()  # every instance busy and one batch waiting: take none
                 frames = await next_batch()
                 if not frames:
+                    self._slots.release()
                     break
                 count += len(frames)
                 taken(frames)
-                job = Job(frames, self._clock(), cameras=Counter(f.camera for f in frames))
+                job = Job(frames, self._clock())
                 self.jobs += 1
-                if len(frames) == 1 and not self._infer_busy and infer_q.empty():
+                if len(frames) == 1 and self._idle_instances and infer_q.empty():
                     job.inline = True
-                    job.build_inline = not self._unfinished[frames[0].camera]
+                    job.build_inline = not self._unfinished_jobs
                     self.inline_jobs += 1
                 else:
                     try:
@@ -139,7 +161,7 @@ class Stages:
                     except Exception as exc:  # this batch fails; the next one is tried
                         job.error = exc
                     job.prep_s = self._clock() - job.dispatched
-                self._unfinished.update(job.cameras)
+                self._unfinished_jobs += 1
                 await infer_q.put(job)
         finally:
             await infer_q.put(None)
@@ -147,32 +169,45 @@ class Stages:
     async def _infer_loop(
         self,
         infer_q: asyncio.Queue[Job | None],
-        finish_q: asyncio.Queue[tuple[Job, np.ndarray | None] | None],
+        finish_q: asyncio.Queue[tuple[Job, asyncio.Future[np.ndarray] | None] | None],
     ) -> None:
+        """Wait for an idle instance, then for a job; start it there and queue it for the finish stage."""
         loop = asyncio.get_running_loop()
+        idle: asyncio.Queue[int] = asyncio.Queue()
+        for index in range(len(self.instances)):
+            idle.put_nowait(index)
         try:
-            while (job := await infer_q.get()) is not None:
-                raw = None
+            while True:
+                index = await idle.get()
+                job = await infer_q.get()
+                if job is None:
+                    break
+                future = None
                 if job.error is None:
-                    self._infer_busy = True
-                    try:
-                        raw = await loop.run_in_executor(self._infer, self._run_job, job)
-                    except Exception as exc:
-                        job.error = exc
-                    finally:
-                        self._infer_busy = False
-                await finish_q.put((job, raw))
+                    self.jobs_per_instance[index] += 1
+                    self._idle_instances -= 1
+                    future = loop.run_in_executor(self._workers[index], self._run_job, index, job)
+                    future.add_done_callback(functools.partial(self._give_back, idle, index))
+                else:
+                    idle.put_nowait(index)
+                    self._slots.release()
+                await finish_q.put((job, future))
         finally:
             await finish_q.put(None)
 
-    def _run_job(self, job: Job) -> np.ndarray:
-        """On the infer thread: the runtime call, plus prepare, decode (and the outcome) inline."""
+    def _give_back(self, idle: asyncio.Queue[int], index: int, _: object) -> None:
+        self._idle_instances += 1
+        idle.put_nowait(index)
+        self._slots.release()
+
+    def _run_job(self, index: int, job: Job) -> np.ndarray:
+        """On the instance's thread: the runtime call, plus prepare, decode (and the outcome) inline."""
         if job.inline:
             start = self._clock()
             job.prepared = self.detector.prepare([f.image for f in job.frames])
             job.prep_s = self._clock() - start
         start = self._clock()
-        raw = self.detector.infer(job.prepared)
+        raw = self.instances[index].infer(job.prepared)
         job.infer_s = self._clock() - start
         if job.inline:
             start = self._clock()
@@ -184,12 +219,18 @@ class Stages:
 
     async def _finish_loop(
         self,
-        finish_q: asyncio.Queue[tuple[Job, np.ndarray | None] | None],
+        finish_q: asyncio.Queue[tuple[Job, asyncio.Future[np.ndarray] | None] | None],
         deliver: Callable[[Finished], Awaitable[None]],
     ) -> None:
         loop = asyncio.get_running_loop()
         while (item := await finish_q.get()) is not None:
-            job, raw = item
+            job, future = item
+            raw = None
+            if future is not None:
+                try:
+                    raw = await future
+                except Exception as exc:
+                    job.error = exc
             if job.error is None and job.finished is None:
                 assert raw is not None
                 post_start = self._clock() - job.decode_s
@@ -197,7 +238,7 @@ class Stages:
                     job.finished = await loop.run_in_executor(self._cpu, self._finish, job, raw, post_start)
                 except Exception as exc:
                     job.error = exc
-            self._unfinished.subtract(job.cameras)
+            self._unfinished_jobs -= 1
             if job.error is not None:
                 self.failed_jobs += 1
                 job.finished = Finished(tuple(job.frames), (), (), self._clock(), job.error)

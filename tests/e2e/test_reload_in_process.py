@@ -21,7 +21,7 @@ def _config(tmp_path, http) -> Config:  # type: ignore[no-untyped-def]
         {
             "device": "reload-box",
             "data_dir": str(tmp_path),
-            "detector": {"threads": 1},
+            "detector": {"instances": 1, "threads": 1},
             "http": http,
             "cameras": [
                 {

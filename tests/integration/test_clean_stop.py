@@ -43,7 +43,7 @@ cameras:
   - {{name: b, source: {{type: synthetic, seed: 2, prerender: 16}}, events: every_frame}}
   - {{name: c, source: {{type: synthetic, seed: 3, prerender: 16}}, events: every_frame}}
   - {{name: d, source: {{type: synthetic, seed: 4, prerender: 16}}, events: every_frame}}
-detector: {{threads: 1}}
+detector: {{instances: 1, threads: 1}}
 http: {{enabled: false}}
 mqtt: {{host: 127.0.0.1, port: {broker.port}, topic_prefix: {device}, stats_interval_s: 60}}
 """

@@ -30,10 +30,10 @@ OUTAGE_S = 30.0
 
 def _model_line() -> str:
     if (ROOT / "models" / "bundled" / "manifest.json").exists():
-        return "detector: {threads: 1}"
+        return "detector: {instances: 1, threads: 1}"
     int8 = ROOT / "models" / "bundled" / "shapes-s_int8.tflite"
     if int8.exists():
-        return f"detector: {{model: {int8}, threads: 1}}"
+        return f"detector: {{model: {int8}, instances: 1, threads: 1}}"
     pytest.fail("no bundled model (models/bundled/manifest.json): build it before running this test")
 
 

@@ -37,7 +37,7 @@ def _config(device: str, data_dir: Path, port: int, http_port: int, fps: str, ya
     return (
         f"device: {device}\n"
         f"data_dir: {data_dir}\n"
-        "detector: {threads: 1}\n"
+        "detector: {instances: 1, threads: 1}\n"
         f"http: {{listen: '127.0.0.1:{http_port}'}}\n"
         f"mqtt: {{host: 127.0.0.1, port: {port}, topic_prefix: {device}, stats_interval_s: 1}}\n"
         "cameras:\n"

@@ -74,7 +74,7 @@ def test_the_status_line_and_gauge_show_the_mqtt_backlog_while_the_broker_is_dow
             "device": "down-box",
             "data_dir": str(tmp_path),
             "http": {"enabled": False},
-            "detector": {"threads": 1},
+            "detector": {"instances": 1, "threads": 1},
             "mqtt": {"host": "127.0.0.1", "port": broker.port, "topic_prefix": "down"},
             "cameras": [
                 {

@@ -178,7 +178,7 @@ device: {device}
 data_dir: {data_dir}
 cameras:
 {cameras}
-detector: {{threads: 1}}
+detector: {{instances: 1, threads: 1}}
 http: {{listen: "127.0.0.1:0"}}
 mqtt:
   host: 127.0.0.1

@@ -85,7 +85,7 @@ async def _daemon(directory: Path, report: dict[str, object]) -> None:
             "device": "box",
             "data_dir": str(directory / "data"),
             "http": {"enabled": False},
-            "detector": {"threads": 1},
+            "detector": {"instances": 1, "threads": 1},
             "cameras": [
                 {
                     "name": f"c{i}",

@@ -121,7 +121,7 @@ def test_nms_on_lists_keeps_what_nms_on_arrays_kept(seed):
 
 def detect_before(det: Detector, images: list[np.ndarray], monkeypatch: pytest.MonkeyPatch):
     """Detector.detect with the prepare, NMS and to_original it had before."""
-    writer = det._preprocessor.writer
+    writer = det.preprocessor.writer
     with monkeypatch.context() as m:
         m.setattr(yolo, "nms", nms_arrays)
         m.setattr(Letterbox, "to_original", to_original_columnwise)

@@ -207,3 +207,106 @@ def test_max_frames_takes_no_more_but_finishes_what_it_took():
     asyncio.run(stages.run(next_batch, deliver, taken=lambda f: taken.append(len(f)), max_frames=5))
     assert taken == [2, 2, 2]  # the batch that reaches 5 is the last one taken
     assert sum(len(d.frames) for d in delivered) == 6
+
+
+class GatedInstance:
+    """An instance whose runs wait for its gate (when it has one); notes the thread of each run."""
+
+    def __init__(self, detector: ClockDetector, gate: threading.Event | None = None) -> None:
+        self.detector, self.gate = detector, gate
+        self.running = threading.Event()
+        self.runs: list[tuple[int, str]] = []
+
+    def infer(self, prepared):
+        self.runs.append((len(prepared), threading.current_thread().name))
+        self.running.set()
+        if self.gate is not None:
+            assert self.gate.wait(5)
+        return prepared.copy()
+
+
+def test_a_batch_goes_to_the_idle_instance_and_outcomes_keep_their_order():
+    """Instance 0 is stuck on the first batch; the second batch runs on instance 1 meanwhile and is done
+    first, yet it is built and delivered after the first (a camera's frames stay in order)."""
+    clock = FakeClock()
+    detector = ClockDetector(clock)
+    gate = threading.Event()
+    stuck, free = GatedInstance(detector, gate), GatedInstance(detector)
+    builder = RecordingBuilder(events="every_frame")
+    stages = Stages(detector, builder, instances=[stuck, free], clock=clock)
+    delivered: list[Finished] = []
+    step = 0
+
+    async def next_batch():
+        nonlocal step
+        step += 1
+        if step == 1:
+            return [frame("a", 0, clock.now), frame("b", 0, clock.now)]
+        if step == 2:
+            assert await asyncio.to_thread(stuck.running.wait, 5)
+            return [frame("a", 1, clock.now), frame("b", 1, clock.now)]
+        # The second batch ran to its end while the first is still in the runtime.
+        assert await asyncio.to_thread(lambda: _wait_for(lambda: len(free.runs) == 1))
+        assert not delivered
+        gate.set()
+        return []
+
+    async def deliver(finished: Finished) -> None:
+        delivered.append(finished)
+
+    asyncio.run(asyncio.wait_for(stages.run(next_batch, deliver), 10))
+    assert [[(f.camera, f.seq) for f in d.frames] for d in delivered] == [
+        [("a", 0), ("b", 0)],
+        [("a", 1), ("b", 1)],
+    ]
+    assert stuck.runs == [(2, INFER)] and free.runs == [(2, "edgeinfer.infer.1_0")]
+    assert stages.jobs_per_instance == [1, 1]
+    assert [(c, s) for c, s, _ in builder.threads] == [("a", 0), ("b", 0), ("a", 1), ("b", 1)]
+    assert all(d.error is None for d in delivered)
+
+
+def test_no_batch_is_taken_while_every_instance_is_busy():
+    """Frames wait in the batcher (where newer ones replace them), not behind a busy runtime: with both
+    instances stuck, at most one more batch is taken (prepared, waiting for an instance)."""
+    clock = FakeClock()
+    detector = ClockDetector(clock)
+    gate = threading.Event()
+    instances = [GatedInstance(detector, gate), GatedInstance(detector, gate)]
+    stages = Stages(detector, RecordingBuilder(), instances=instances, clock=clock)
+    taken = 0
+    delivered: list[Finished] = []
+
+    async def next_batch():
+        nonlocal taken
+        if taken == 6:
+            return []
+        taken += 1
+        return [frame("a", taken, clock.now), frame("b", taken, clock.now)]
+
+    async def watch():
+        await asyncio.sleep(0.3)  # time enough to take more, if the stages would
+        assert taken == 3, taken  # two in the runtimes, one prepared and waiting
+        assert all(i.running.is_set() for i in instances)
+        gate.set()
+
+    async def deliver(finished: Finished) -> None:
+        delivered.append(finished)
+
+    async def main():
+        watcher = asyncio.create_task(watch())
+        await stages.run(next_batch, deliver)
+        await watcher
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    assert [d.frames[0].seq for d in delivered] == [1, 2, 3, 4, 5, 6]
+
+
+def _wait_for(condition, timeout: float = 5.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True

@@ -68,7 +68,9 @@ class LiteRTBackend:
         if cached is not None:
             return cached
         try:
-            interpreter = self._interpreter_cls(model_path=str(self._path), num_threads=self._threads)
+            # threads 0: the runtime's own default, as tutorials construct it (edgeinfer bench's naive loop)
+            threads = {"num_threads": self._threads} if self._threads > 0 else {}
+            interpreter = self._interpreter_cls(model_path=str(self._path), **threads)
             if batch != 1 or interpreter.get_input_details()[0]["shape"][0] != 1:
                 shape = list(interpreter.get_input_details()[0]["shape"])
                 shape[0] = batch

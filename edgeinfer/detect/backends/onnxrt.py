@@ -32,7 +32,7 @@ class OnnxRuntimeBackend:
         except ImportError:
             raise BackendError("ONNX Runtime is not installed: pip install 'edgeinfer[onnx]'") from None
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = threads  # 0: ONNX Runtime's default (one per core)
         options.inter_op_num_threads = 1
         try:
             self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

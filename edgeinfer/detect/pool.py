@@ -1,0 +1,153 @@
+"""Detector instances: the same model loaded N times, each in its own runtime object on its own thread.
+
+An instance is just another :class:`~edgeinfer.detect.detector.Detector` (its own backend, preprocessor
+and decoder), so the ``Backend`` protocol stays the one seam. The pipeline runs a whole batch (prepare,
+infer, decode) on whichever instance is free. :func:`open_pool` reads ``detector.instances`` and
+``detector.threads`` and, where either is ``auto``, asks :mod:`edgeinfer.detect.tuning` (measured once
+per device, then cached).
+
+Memory: LiteRT and ONNX Runtime map the model file, so instances share its pages; each adds its own
+tensor arena (reported per instance in ``edgeinfer bench``). TensorRT: several execution contexts of one
+engine would be the GPU's way; here each instance opens the engine (the TensorRT path is not reachable on
+this project's machines), and ``auto`` picks one instance for it without measuring.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeinfer.config import DetectorConfig
+from edgeinfer.detect import tuning
+from edgeinfer.detect.backends import backend_for_file, open_backend
+from edgeinfer.detect.backends.base import Backend
+from edgeinfer.detect.build import assemble, resolve_pinned
+from edgeinfer.detect.detections import Detections
+from edgeinfer.detect.detector import Detector, ModelInfo, Prepared
+
+logger = logging.getLogger(__name__)
+
+
+class DetectorPool:
+    """N detectors of one model. Acts as the first one for callers that want a single detector."""
+
+    def __init__(self, instances: Sequence[Detector], choice: tuning.Choice) -> None:
+        if not instances:
+            raise ValueError("a pool needs at least one instance")
+        self.instances = list(instances)
+        self.choice = choice
+
+    @property
+    def labels(self) -> list[str]:
+        return self.instances[0].labels
+
+    @property
+    def info(self) -> ModelInfo:
+        return self.instances[0].info
+
+    def prepare(self, images: Sequence[np.ndarray]) -> Prepared:
+        return self.instances[0].prepare(images)
+
+    def infer(self, prepared: Prepared) -> np.ndarray:
+        return self.instances[0].infer(prepared)
+
+    def decode(self, raw: np.ndarray, prepared: Prepared) -> list[Detections]:
+        return self.instances[0].decode(raw, prepared)
+
+    def close(self) -> None:
+        for detector in self.instances:
+            detector.close()
+
+
+def open_pool(cfg: DetectorConfig, *, max_batch: int, data_dir: Path | None) -> DetectorPool:
+    """Load ``cfg.model`` into as many instances as ``cfg`` says or the tuning chooses."""
+    path, digest = resolve_pinned(cfg.model, cfg.sha256)
+    backend_name = backend_for_file(path) if cfg.backend == "auto" else cfg.backend
+    fixed_instances = cfg.instances if isinstance(cfg.instances, int) else None
+    fixed_threads = cfg.threads if isinstance(cfg.threads, int) else None
+    cores = tuning.usable_cores()
+
+    def open_instance(threads: int) -> Backend:
+        return open_backend(backend_name, path, threads=threads)
+
+    first = open_instance(fixed_threads or 1)
+    detectors: list[Detector] = []
+    try:
+        detectors.append(assemble(cfg, path, digest, first))
+        if fixed_instances is not None and fixed_threads is not None:
+            choice = tuning.Choice(fixed_instances, fixed_threads, max_batch, "configured")
+        elif backend_name == "tensorrt":  # one GPU: more contexts would need measuring on a Jetson
+            choice = tuning.Choice(fixed_instances or 1, fixed_threads or 1, max_batch, "configured")
+        else:
+            choice = _tuned(
+                detectors[0], open_instance, cores, max_batch, fixed_instances, fixed_threads, data_dir
+            )
+        if choice.threads != (fixed_threads or 1):  # the probe instance had other threads: reopen
+            detectors.pop().close()
+            detectors.append(assemble(cfg, path, digest, open_instance(choice.threads)))
+        while len(detectors) < choice.instances:  # sharing the first one's preprocessing
+            detectors.append(assemble(cfg, path, digest, open_instance(choice.threads), like=detectors[0]))
+    except BaseException:
+        for detector in detectors:
+            detector.close()
+        if not detectors:
+            first.close()
+        raise
+    return DetectorPool(detectors, choice)
+
+
+def _tuned(
+    probe: Detector,
+    open_instance: Any,
+    cores: int,
+    max_batch: int,
+    instances: int | None,
+    threads: int | None,
+    data_dir: Path | None,
+) -> tuning.Choice:
+    info = probe.info
+    key = tuning.cache_key(
+        sha256=info.sha256,
+        backend=info.backend,
+        runtime=info.runtime_version,
+        cpu=tuning.cpu_model(),
+        cores=cores,
+        max_batch=max_batch,
+        instances=instances,
+        threads=threads,
+    )
+    path = tuning.cache_path(data_dir) if data_dir is not None else None
+    if path is not None and (cached := tuning.load_cached(path, key)) is not None:
+        return cached
+    tensors = sample_tensors(probe, sorted({1, max_batch}))
+    measured = tuple(
+        tuning.measure(open_instance, tensors, c)
+        for c in tuning.candidates(cores, max_batch, instances=instances, threads=threads)
+    )
+    best = tuning.choose(measured).candidate
+    choice = tuning.Choice(best.instances, best.threads, best.batch, "measured", measured)
+    if path is not None:
+        about = {"model": info.path.name, "cpu": tuning.cpu_model(), "cores": cores, "runtime": info.backend}
+        tuning.save_cached(path, key, choice, about)
+    return choice
+
+
+def sample_tensors(detector: Detector, batches: Sequence[int], count: int = 2) -> dict[int, list[np.ndarray]]:
+    """Input tensors for bare runs: synthetic scenes through the detector's own preprocessing."""
+    from edgeinfer.synthetic import random_scene
+
+    rng = np.random.default_rng(0)
+    h, w = detector.info.input_hw
+    images = [random_scene(rng, w, h)[0] for _ in range(max(batches) * count)]
+    out: dict[int, list[np.ndarray]] = {}
+    for batch in batches:
+        out[batch] = []
+        for i in range(count):
+            prepared = detector.prepare(images[i * batch : (i + 1) * batch])
+            out[batch].append(prepared.tensor.copy())
+            detector.infer(prepared)  # gives the tensor back to the preprocessor
+    return out
