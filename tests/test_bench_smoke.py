@@ -72,9 +72,16 @@ def test_bench_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert len(run["model"]["sha256"]) == 64
     assert run["errors"] == []
     [row] = run["results"]
-    assert (row["cameras"], row["max_batch_size"], row["threads"]) == (2, 2, 2)
+    assert (row["cameras"], row["max_batch_size"]) == (2, 2)
+    detector = row["detector"]
+    assert detector["how"] == "measured" and detector["instances"] >= 1 and detector["batch"] in (1, 2)
+    configs = {(m["instances"], m["threads"], m["batch"]) for m in row["sweep"]}
+    assert (detector["instances"], detector["threads"], detector["batch"]) in configs
+    assert row["limit_fps"] == pytest.approx(max(m["fps"] for m in row["sweep"]), rel=0.01)
     assert row["max_delay_ms"] == 10.0
-    for key in ("pipeline_fps", "limit_fps", "naive_fps", "mean_batch_size", "peak_rss_mb", "cpu_percent"):
+    for key in (
+        "pipeline_fps", "limit_fps", "naive_fps", "naive_tuned_fps", "mean_batch_size", "peak_rss_mb", "cpu_percent",
+    ):  # fmt: skip
         assert _positive(row[key]), (key, row[key])
     assert 1.0 <= row["mean_batch_size"] <= row["max_batch_size"]
     assert isinstance(row["dropped"], int | float) and row["dropped"] >= 0
@@ -85,7 +92,7 @@ def test_bench_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
         assert values == sorted(values), (stage, lat)
     assert row["latency_ms"]["e2e"]["p50"] > 0 and row["latency_ms"]["inference"]["p50"] > 0
     assert row["latency_ms"]["e2e"]["p50"] >= row["latency_ms"]["inference"]["p50"]
-    for key in ("pipeline_vs_limit", "pipeline_vs_naive"):
+    for key in ("pipeline_vs_limit", "pipeline_vs_naive", "pipeline_vs_naive_tuned"):
         assert _positive(row["ratios"][key])
     assert row["e2e_cdf"] == sorted(row["e2e_cdf"])
 

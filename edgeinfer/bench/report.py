@@ -41,8 +41,10 @@ def main_table(rows: Sequence[dict[str, Any]]) -> str:
         "pipeline fps",
         "limit fps",
         "naive fps",
+        "naive_tuned fps",
         "/limit",
         "/naive",
+        "/naive_tuned",
         "mean batch",
         "e2e p50 ms",
         "e2e p99 ms",
@@ -60,8 +62,10 @@ def main_table(rows: Sequence[dict[str, Any]]) -> str:
                 _with_spread(r["pipeline_fps"], s["pipeline_fps"]),
                 _with_spread(r["limit_fps"], s["limit_fps"]),
                 _with_spread(r["naive_fps"], s["naive_fps"]),
+                _with_spread(r.get("naive_tuned_fps"), s.get("naive_tuned_fps")),
                 _with_spread(r["ratios"]["pipeline_vs_limit"], s["pipeline_vs_limit"], 2),
                 _with_spread(r["ratios"]["pipeline_vs_naive"], s["pipeline_vs_naive"], 2),
+                _with_spread(r["ratios"].get("pipeline_vs_naive_tuned"), s.get("pipeline_vs_naive_tuned"), 2),
                 _with_spread(r["mean_batch_size"], s["mean_batch_size"], 2),
                 _with_spread(lat.get("p50"), ls.get("p50")),
                 _with_spread(lat.get("p99"), ls.get("p99")),
@@ -70,6 +74,23 @@ def main_table(rows: Sequence[dict[str, Any]]) -> str:
                 _with_spread(r["cpu_percent"], s["cpu_percent"], 0),
                 f"{_f(r['peak_rss_mb'], 0)} ({_f(r['peak_rss_excl_ring_mb'], 0)})",
             )
+        )
+    return _table(header, body)
+
+
+def sweep_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The limit's candidates (medians over repeats) and the pipeline's own configuration."""
+    header = (
+        "config",
+        "pipeline's detector",
+        *(f"{m['instances']}x{m['threads']} b{m['batch']}" for m in rows[0]["sweep"]),
+    )
+    body = []
+    for r in rows:
+        d = r.get("detector") or {}
+        mine = f"{d.get('instances')}x{d.get('threads')} b{d.get('batch')} ({d.get('how')})" if d else "-"
+        body.append(
+            (_config(r), mine, *(f"{_f(m['fps'], 0)} fps / {_f(m['p50_ms'])} ms" for m in r["sweep"]))
         )
     return _table(header, body)
 
@@ -103,9 +124,15 @@ def markdown(run: dict[str, Any]) -> str:
         f"{model.get('runtime_version', '?')}), input {model.get('input', {}).get('hw', '?')}",
         "",
         "Medians over repeats, [min-max across repeats]. /limit and /naive are paired per repeat. "
-        "Peak RSS in parentheses: without the synthetic cameras' prerendered rings.",
+        "limit: the best bare configuration of the sweep below; naive: one interpreter with the runtime's "
+        "default threads, one frame at a time; naive_tuned: the same with the best thread count for one "
+        "interpreter. Peak RSS in parentheses: without the synthetic cameras' prerendered rings.",
         "",
         main_table(rows),
+        "",
+        "The limit's sweep: instances x threads, batch; bare runs, all instances at once (images/s, p50 of a run):",
+        "",
+        sweep_table(rows),
         "",
         "Latency per stage (medians over repeats; handoff = e2e minus the four stages before it, i.e. waiting "
         "between stages; output is per store transaction, not per frame):",

@@ -76,9 +76,14 @@ def _fake_result(cameras: int = 4, batch: int = 4, fps: float | None = None, sca
                 },
                 "e2e_cdf": cdf_points(np.linspace(30.0 * k, 42.0 * k, 50)),
             },
-            "limit": {"fps": 100.0, "latency_ms": lat(40.0)},
+            "limit": {"fps": 100.0, "latency_ms": lat(40.0), "instances": 2, "threads": 1, "batch": 1},
             "limit_b1": {"fps": 55.0, "latency_ms": lat(18.0)},
+            "sweep": [
+                {"instances": 1, "threads": 1, "batch": 1, "fps": 50.0 * k, "p50_ms": 20.0},
+                {"instances": 2, "threads": 1, "batch": 1, "fps": 100.0 * k, "p50_ms": 20.0},
+            ],
             "naive": {"fps": 40.0, "latency_ms": lat(25.0)},
+            "naive_tuned": {"fps": 60.0, "latency_ms": lat(18.0), "threads": 2},
         }
 
     spec = RunSpec(cameras=cameras, max_batch_size=batch, fps=fps, prerender=8)
@@ -95,6 +100,7 @@ def _fake_result(cameras: int = 4, batch: int = 4, fps: float | None = None, sca
         "startup": {"first_event_from_process_start_s": 1.2, "model_load_s": 0.05},
         "peak_rss_mb": 150.0,
         "ring_mb": 28.1,
+        "detector": {"instances": 2, "threads": 1, "batch": 4, "how": "measured", "rss_mb_per_instance": 9.0},
         "repeats": [rep(0.95), rep(1.0), rep(1.05)],
     }
 
@@ -131,7 +137,8 @@ def test_targets_and_tables() -> None:
         "targets": list(targets.values()),
     }
     md = report.markdown(run)
-    assert md.count("\n| 4 cam, b4, max fps |") == 2  # main and stage tables
+    assert md.count("\n| 4 cam, b4, max fps |") == 3  # main, sweep and stage tables
+    assert "| 2x1 b4 (measured) | 50 fps / 20.0 ms | 100 fps / 20.0 ms |" in md
     assert "90.0 [85.5-94.5]" in md
     parsed = list(csv.DictReader(io.StringIO(report.to_csv(rows))))
     assert len(parsed) == 3 and "latency_e2e_p99_ms" in parsed[0]
