@@ -23,5 +23,6 @@ else
 fi
 $RT models/demo_assets.py
 $RT models/evaluate.py --variant shapes-s --onnx
+$RT models/quantize_onnx.py --variant shapes-s --evaluate   # INT8 ONNX; needs: .venv/bin/pip install 'edgeinfer[models]'
 $RT models/evaluate.py --variant shapes-s --check-testimages
 if [ "$MIN_M" != "0" ]; then $RT models/evaluate.py --variant shapes-m; fi

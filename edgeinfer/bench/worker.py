@@ -267,7 +267,7 @@ def _instance_opener(spec: RunSpec) -> Any:
     from edgeinfer.detect.assets import resolve_model
     from edgeinfer.detect.backends import open_backend
 
-    path = resolve_model(spec.model)
+    path = resolve_model(spec.model, spec.backend)
     return lambda threads: open_backend(spec.backend, path, threads=threads)  # type: ignore[arg-type]
 
 
@@ -277,7 +277,7 @@ def _naive(spec: RunSpec, threads: int, rings: list[list[np.ndarray]]) -> dict[s
     from edgeinfer.detect.build import assemble, resolve_pinned
 
     cfg = DetectorConfig(model=spec.model, backend=spec.backend)
-    path, digest = resolve_pinned(cfg.model, None)
+    path, digest = resolve_pinned(cfg.model, None, cfg.backend)
     detector = assemble(cfg, path, digest, _instance_opener(spec)(threads))
     try:
         return measure_naive(detector, rings, spec.baseline_seconds)

@@ -48,11 +48,19 @@ def bundled_model_entry(name: str = "bundled") -> dict[str, Any]:
     raise ModelError(f"no bundled model named {name!r} (bundled: {names})")
 
 
-def resolve_model(spec: str) -> Path:
-    """Turn detector.model into a file path: 'bundled', a bundled name, or a path that must exist."""
+# A bundled model's file for a runtime other than LiteRT: the manifest sibling that runtime loads.
+_SIBLING_FOR = {"onnxruntime": "onnx_int8"}
+
+
+def resolve_model(spec: str, backend: str = "auto") -> Path:
+    """Turn detector.model into a file path: 'bundled', a bundled name, or a path that must exist.
+
+    A bundled name with ``backend: onnxruntime`` is its INT8 ONNX sibling (LiteRT's file otherwise)."""
     data = manifest() if spec == "bundled" or ("/" not in spec and not Path(spec).suffix) else None
     if data is not None:
-        return bundled_dir() / str(bundled_model_entry(spec)["file"])
+        entry = bundled_model_entry(spec)
+        sibling = entry.get("siblings", {}).get(_SIBLING_FOR.get(backend, ""))
+        return bundled_dir() / str(sibling or entry["file"])
     path = Path(spec).expanduser()
     if not path.exists():
         raise ModelError(f"model file not found: {path}")

@@ -31,7 +31,7 @@ from edgeinfer.errors import ModelError
 
 def open_detector(cfg: DetectorConfig) -> Detector:
     """Load ``cfg.model`` and build its detector. Raises ModelError / BackendError with a clear message."""
-    path, digest = resolve_pinned(cfg.model, cfg.sha256)
+    path, digest = resolve_pinned(cfg.model, cfg.sha256, cfg.backend)
     threads = cfg.threads if isinstance(cfg.threads, int) else single_instance_threads()
     backend = open_backend(cfg.backend, path, threads=threads)
     try:
@@ -96,9 +96,9 @@ def assemble(
 # ------------------------------------------------------------------ the steps
 
 
-def resolve_pinned(model: str, sha256: str | None) -> tuple[Path, str]:
+def resolve_pinned(model: str, sha256: str | None, backend: str = "auto") -> tuple[Path, str]:
     """The model file and its sha256; refuses a file that differs from the pin."""
-    path = resolve_model(model)
+    path = resolve_model(model, backend)
     digest = sha256_file(path)
     if sha256 is not None and digest.lower() != sha256.lower():
         raise ModelError(f"{path}: sha256 is {digest}, the config pins {sha256}: refusing to start")

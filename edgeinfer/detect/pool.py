@@ -65,7 +65,7 @@ class DetectorPool:
 
 def open_pool(cfg: DetectorConfig, *, max_batch: int, data_dir: Path | None) -> DetectorPool:
     """Load ``cfg.model`` into as many instances as ``cfg`` says or the tuning chooses."""
-    path, digest = resolve_pinned(cfg.model, cfg.sha256)
+    path, digest = resolve_pinned(cfg.model, cfg.sha256, cfg.backend)
     backend_name = backend_for_file(path) if cfg.backend == "auto" else cfg.backend
     fixed_instances = cfg.instances if isinstance(cfg.instances, int) else None
     fixed_threads = cfg.threads if isinstance(cfg.threads, int) else None
