@@ -35,7 +35,10 @@ def test_the_password_comes_from_its_file_and_is_redacted_in_show(tmp_path, capl
 @pytest.mark.parametrize(
     ("text", "error"),
     [
-        ("http: {username: viewer}\n", r"edgeinfer.yaml:\d+: http\.password_file: http\.username is set: expected password_file too"),
+        (
+            "http: {username: viewer}\n",
+            r"edgeinfer.yaml:\d+: http\.password_file: http\.username is set: expected password_file too",
+        ),
         ("http: {live_fps: 0}\n", r"edgeinfer.yaml:\d+: http\.live_fps: .*greater than 0"),
         ("http: {live_fps: 60}\n", r"edgeinfer.yaml:\d+: http\.live_fps: .*less than or equal to 30"),
         ("http: {live_width: 32}\n", r"edgeinfer.yaml:\d+: http\.live_width: .*greater than or equal to 64"),
