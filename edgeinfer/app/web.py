@@ -78,7 +78,8 @@ class StoreEvents:
             self._store = None
 
     async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
+        if self._store is not None:  # never asked: no thread was started, none to start now
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
         self._thread.shutdown(wait=False)
 
 
