@@ -29,6 +29,7 @@ from typing import Any
 
 from edgeinfer.aio import wait_any
 from edgeinfer.app.http import HttpServer
+from edgeinfer.app.livehub import LiveHub
 from edgeinfer.app.metrics import Metrics
 from edgeinfer.app.outputs import build_outputs
 from edgeinfer.app.stats import ReportsState, SinkState, status_line
@@ -90,6 +91,18 @@ class Daemon:
         self.store = AsyncStore(open_store(config))
         self.writer = StoreWriter(self.store, self.metrics)
         self.outputs: Any = None
+        http = config.http
+        self.live = (  # the live page's frames: references only, encoded while somebody watches
+            LiveHub(
+                config.cameras,
+                self.detector.labels,
+                fps=http.live_fps,
+                width=http.live_width,
+                registry=self.metrics.registry,
+            )
+            if http.enabled
+            else None
+        )
         self.pipeline = Pipeline(
             config,
             self.detector,
@@ -100,6 +113,7 @@ class Daemon:
             seq_start=self.store.store.next_seqs(),  # event seqs continue after the stored ones
             instances=self.detector.instances if isinstance(self.detector, DetectorPool) else None,
             max_batch_size=self.detector.choice.batch if isinstance(self.detector, DetectorPool) else None,
+            on_result=None if self.live is None else self.live.publish,
         )
         self.metrics.registry.register(CameraCollector(self.pipeline.cameras))  # camera state, restarts
         self.stop = asyncio.Event()
@@ -206,10 +220,7 @@ class Daemon:
             )
             self.writer.on_commit = [c.wake for c in self.outputs.components if isinstance(c, MQTTPublisher)]
             if self.config.http.enabled:
-                http = HttpServer(self.config.http.listen, self.metrics.registry, self.healthy, self.ready)
-                await http.start()
-                stack.push_async_callback(http.close)
-                self.http = http
+                await self._start_http(stack)
             logger.info(
                 "running: %d camera(s), model %s (%s), data in %s",
                 len(self.config.cameras),
@@ -295,6 +306,48 @@ class Daemon:
                     "shutdown: the store keeps the backlog of %s", ", ".join(t.get_name() for t in late)
                 )
         return unfinished
+
+    async def _start_http(self, stack: contextlib.AsyncExitStack) -> None:
+        from edgeinfer.app.auth import insecure_listen_warning
+        from edgeinfer.app.web import StoreEvents, WebApi
+
+        assert self.live is not None
+        cfg = self.config.http
+        auth = None
+        if cfg.username is not None and cfg.password is not None:
+            from edgeinfer.app.auth import BasicAuth
+
+            auth = BasicAuth(cfg.username, cfg.password)
+        events = StoreEvents(self.store.store.path)
+        stack.push_async_callback(events.close)
+        stack.push_async_callback(self.live.close)
+        web = WebApi(self.live, self.web_status, events.read)
+        http = HttpServer(
+            cfg.listen, self.metrics.registry, self.healthy, self.ready, routes=web.routes(), auth=auth
+        )
+        await http.start()
+        stack.push_async_callback(http.close)
+        self.http = http
+        warning = insecure_listen_warning(http.host, auth is not None)
+        if warning:
+            logger.warning("%s", warning)
+
+    async def web_status(self) -> dict[str, Any]:
+        """/api/status: the stats snapshot, plus what the page shows beside it."""
+        from edgeinfer.app.webstatus import status_document
+
+        return status_document(
+            self.config,
+            self.stats(),
+            self.pipeline.cameras.health(),
+            self.metrics.camera_e2e,
+            await self._sink_states(),
+            detector=self.detector.info,
+            events=self.writer.events_written,
+            instances=len(self.pipeline.stages.instances),
+            threads=self.detector.choice.threads if isinstance(self.detector, DetectorPool) else None,
+            max_batch_size=self.pipeline.batcher.policy.max_batch_size,
+        )
 
     def stats(self) -> dict[str, Any]:
         return self.metrics.stats(self.pipeline.status()).to_json()

@@ -1,6 +1,7 @@
-"""A small asyncio HTTP server: /metrics (Prometheus text), /healthz, /readyz. Loopback by default.
+"""A small asyncio HTTP server: /metrics (Prometheus text), /healthz, /readyz, and the routes it is given
+(the live page and its API: :mod:`edgeinfer.app.web`). Loopback by default.
 
-Why not a library: three read-only endpoints, one request per connection, no body, no keep-alive, no TLS.
+Why not a library: a few read-only endpoints, one request per connection, no body, no keep-alive, no TLS.
 aiohttp or uvicorn would bring a dependency tree larger than the rest of the daemon's HTTP needs, and
 prometheus_client's own server is a thread per connection with no request deadline. What a server exposed
 to a network has to get right is here and tested with real sockets:
@@ -12,11 +13,18 @@ to a network has to get right is here and tested with real sockets:
 - limits: a request line over ``MAX_REQUEST_LINE`` bytes gets 414, a header line over it or headers over
   ``MAX_HEADER_BYTES`` in all 431, a request line that is not HTTP 400;
 - GET and HEAD only: other methods get 405 with ``Allow: GET, HEAD``;
+- routes as a table of path templates (``/api/cameras/{name}/live.mjpg``), each with an async handler
+  that returns a :class:`Response`, or a :class:`Stream` (MJPEG): a stream's headers are sent within the
+  request deadline, its body outside it, for as long as it runs; it ends when the client closes (its end
+  of the connection is watched while the body waits for frames) or the body gives up on a client that
+  stopped reading;
+- optional basic auth (:class:`~edgeinfer.app.auth.BasicAuth`) for every route but the public ones
+  (/healthz): 401 with a ``WWW-Authenticate`` challenge otherwise;
 - its own accept loop: when accepting fails (out of file descriptors, say) it logs once when that starts
   and once when it has worked again for ``ACCEPT_QUIET_S``, with the count in between, and pauses between
   tries (asyncio's server logs a traceback per failure).
 
-``edgeinfer_http_connections_rejected_total{reason=over_capacity|timeout|bad_request}`` and
+``edgeinfer_http_connections_rejected_total{reason=over_capacity|timeout|bad_request|unauthorized}`` and
 ``edgeinfer_http_accept_errors_total`` count what was refused.
 """
 
@@ -26,11 +34,16 @@ import asyncio
 import contextlib
 import errno
 import logging
+import re
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
+from edgeinfer.app.auth import CHALLENGE, BasicAuth
 from edgeinfer.errors import EdgeInferError
 
 logger = logging.getLogger(__name__)
@@ -43,13 +56,62 @@ ACCEPT_QUIET_S = 2.0  # accepting is back to normal after this long without a fa
 _REASONS = {
     200: "OK",
     400: "Bad Request",
+    401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
     408: "Request Timeout",
     414: "URI Too Long",
     431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
     503: "Service Unavailable",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    method: str
+    path: str
+    query: Mapping[str, str]  # the last value of each name
+    headers: Mapping[str, str]  # names in lower case
+    params: Mapping[str, str] = field(default_factory=dict)  # the route template's {placeholders}
+
+    @property
+    def head(self) -> bool:
+        return self.method == "HEAD"
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    body: bytes = b""
+    ctype: str = "text/plain"
+    headers: str = ""  # extra header lines, each ending in CRLF
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """A 200 response whose body ``send`` writes for as long as it runs (outside the request deadline)."""
+
+    ctype: str
+    send: Callable[[asyncio.StreamWriter], Coroutine[Any, Any, None]]
+    headers: str = ""
+
+
+Handler = Callable[[Request], Awaitable[Response | Stream]]
+
+
+class Route:
+    """A path template (``/api/cameras/{name}/latest.jpg``: a placeholder matches one path segment, or
+    part of one) and its handler; ``public`` routes are served without auth."""
+
+    def __init__(self, template: str, handler: Handler, *, public: bool = False) -> None:
+        self.template, self.handler, self.public = template, handler, public
+        pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(template))
+        self._pattern = re.compile(pattern)
+
+    def match(self, path: str) -> dict[str, str] | None:
+        found = self._pattern.fullmatch(path)
+        return None if found is None else {k: unquote(v) for k, v in found.groupdict().items()}
 
 
 class _Refused(Exception):
@@ -67,12 +129,21 @@ class HttpServer:
         healthy: Callable[[], tuple[bool, str]],
         ready: Callable[[], tuple[bool, str]],
         *,
+        routes: Sequence[Route] = (),
+        auth: BasicAuth | None = None,
         max_connections: int = 16,
         request_timeout_s: float = 5.0,
     ) -> None:
         host, _, port = listen.rpartition(":")
         self.host, self.port = host or "127.0.0.1", int(port)
         self._registry, self._healthy, self._ready = registry, healthy, ready
+        self.auth = auth
+        self.routes = [
+            Route("/metrics", self._metrics),
+            Route("/healthz", self._healthz, public=True),
+            Route("/readyz", self._readyz),
+            *routes,
+        ]
         self.max_connections = max_connections
         self.request_timeout_s = request_timeout_s
         self.serving = 0  # connections being served (at most max_connections)
@@ -117,6 +188,8 @@ class HttpServer:
         self.port = sock.getsockname()[1]
         self._accepting = asyncio.create_task(self._accept_loop(sock), name="http-accept")
         logger.info("http: /metrics /healthz /readyz on %s:%d", self.host, self.port)
+        if len(self.routes) > 3:
+            logger.info("http: the live page on http://%s:%d/", self.host, self.port)
 
     async def close(self) -> None:
         if self._accepting is not None:
@@ -209,15 +282,16 @@ class HttpServer:
     # ----------------------------------------------------------------- one request
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        stream: Stream | None = None
         try:
             async with asyncio.timeout(self.request_timeout_s):
                 try:
-                    method, path = await self._read_request(reader)
+                    request = await self._read_request(reader)
                 except _Refused as refused:
                     self.rejected.labels(refused.reason).inc()
                     self._respond(writer, refused.status, f"{_REASONS[refused.status].lower()}\n".encode())
                 else:
-                    self._answer(writer, method, path)
+                    stream = await self._answer(writer, request)
                 await writer.drain()
         except TimeoutError:
             self.rejected.labels("timeout").inc()
@@ -226,23 +300,54 @@ class HttpServer:
             with contextlib.suppress(TimeoutError, OSError):
                 await asyncio.wait_for(writer.drain(), 0.5)
             return
+        if stream is not None:
+            await self._stream(reader, writer, stream)
+            return
         with contextlib.suppress(TimeoutError, OSError):
             await self._finish(reader, writer, 0.5)
 
-    async def _read_request(self, reader: asyncio.StreamReader) -> tuple[str, str]:
-        """(method, path) of a complete request (line and headers read); raises _Refused."""
+    async def _stream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stream: Stream
+    ) -> None:
+        """Run the stream's body until it ends or the client closes its side, whichever comes first."""
+        body = asyncio.create_task(stream.send(writer), name="http-stream")
+        gone = asyncio.create_task(self._client_gone(reader), name="http-stream-eof")
+        try:
+            await asyncio.wait((body, gone), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            body.cancel()
+            gone.cancel()
+            results = await asyncio.gather(body, gone, return_exceptions=True)
+        error = results[0]
+        if isinstance(error, Exception) and not isinstance(error, OSError | TimeoutError):
+            logger.error("http: a stream failed", exc_info=error)
+
+    @staticmethod
+    async def _client_gone(reader: asyncio.StreamReader) -> None:
+        """Returns when the client closes its side (what it sends meanwhile is read and dropped)."""
+        with contextlib.suppress(OSError):
+            while await reader.read(4096):
+                pass
+
+    async def _read_request(self, reader: asyncio.StreamReader) -> Request:
+        """A complete request (line and headers read); raises _Refused."""
         line = await self._read_line(reader, 414)
         parts = line.decode("latin-1").split()
         if len(parts) != 3 or not parts[2].startswith("HTTP/"):
             raise _Refused(400, "bad_request")
         total = 0
+        headers: dict[str, str] = {}
         for _ in range(MAX_HEADER_LINES + 1):
             header = await self._read_line(reader, 431)
             if header in (b"\r\n", b"\n"):
-                return parts[0], parts[1].split("?")[0]
+                path, _, query = parts[1].partition("?")
+                return Request(parts[0], path, dict(parse_qsl(query)), headers)
             total += len(header)
             if total > MAX_HEADER_BYTES:
                 raise _Refused(431, "bad_request")
+            name, colon, value = header.decode("latin-1").partition(":")
+            if colon:
+                headers[name.strip().lower()] = value.strip()
         raise _Refused(431, "bad_request")
 
     @staticmethod
@@ -254,19 +359,63 @@ class HttpServer:
         except asyncio.IncompleteReadError:
             raise ConnectionResetError("the client closed before the request ended") from None
 
-    def _answer(self, writer: asyncio.StreamWriter, method: str, path: str) -> None:
-        if method not in ("GET", "HEAD"):
+    def _route(self, request: Request) -> tuple[Route, Request] | None:
+        for route in self.routes:
+            params = route.match(request.path)
+            if params is not None:
+                return route, Request(request.method, request.path, request.query, request.headers, params)
+        return None
+
+    async def _answer(self, writer: asyncio.StreamWriter, request: Request) -> Stream | None:
+        """Write the response to ``request``; a stream's headers only, returning the stream to run."""
+        if request.method not in ("GET", "HEAD"):
             self.rejected.labels("bad_request").inc()
             self._respond(writer, 405, b"method not allowed\n", extra="Allow: GET, HEAD\r\n")
-        elif path == "/metrics":
+            return None
+        found = self._route(request)
+        if found is None:
+            self._respond(writer, 404, b"not found\n", head=request.head)
+            return None
+        route, request = found
+        if (
+            not route.public
+            and self.auth is not None
+            and not self.auth.allows(request.headers.get("authorization"))
+        ):
+            self.rejected.labels("unauthorized").inc()
             self._respond(
-                writer, 200, generate_latest(self._registry), CONTENT_TYPE_LATEST, head=method == "HEAD"
+                writer, 401, b"unauthorized\n", extra=f"WWW-Authenticate: {CHALLENGE}\r\n", head=request.head
             )
-        elif path in ("/healthz", "/readyz"):
-            ok, why = (self._healthy if path == "/healthz" else self._ready)()
-            self._respond(writer, 200 if ok else 503, (why + "\n").encode(), head=method == "HEAD")
-        else:
-            self._respond(writer, 404, b"not found\n", head=method == "HEAD")
+            return None
+        try:
+            result = await route.handler(request)
+        except Exception:
+            logger.exception("http: %s %s failed", request.method, route.template)
+            self._respond(writer, 500, b"internal server error\n", head=request.head)
+            return None
+        if isinstance(result, Response):
+            self._respond(
+                writer, result.status, result.body, result.ctype, extra=result.headers, head=request.head
+            )
+            return None
+        writer.write(
+            (
+                f"HTTP/1.1 200 OK\r\nContent-Type: {result.ctype}\r\nCache-Control: no-cache, no-store\r\n"
+                f"{result.headers}Connection: close\r\n\r\n"
+            ).encode()
+        )
+        return None if request.head else result
+
+    async def _metrics(self, request: Request) -> Response:
+        return Response(200, generate_latest(self._registry), CONTENT_TYPE_LATEST)
+
+    async def _healthz(self, request: Request) -> Response:
+        ok, why = self._healthy()
+        return Response(200 if ok else 503, (why + "\n").encode())
+
+    async def _readyz(self, request: Request) -> Response:
+        ok, why = self._ready()
+        return Response(200 if ok else 503, (why + "\n").encode())
 
     @staticmethod
     def _respond(

@@ -94,6 +94,7 @@ class Metrics:
         self.windows = {stage: Window(window_size) for stage in STAGES}
         self.batch_window = Window(512)
         self.fps: dict[str, FpsWindow] = {}
+        self.camera_e2e: dict[str, Window] = {}  # per camera, for the live page (the stats are overall)
         self._children: dict[tuple[Any, ...], Any] = {}  # (id(metric), *labels) -> child
         self._stage_latency = {stage: self.latency.labels(stage.value) for stage in Stage}
 
@@ -115,6 +116,7 @@ class Metrics:
             self._child(self.frames_dropped, camera, "stale")
             self._child(self.events, camera)
             self.fps.setdefault(camera, FpsWindow())
+            self.camera_e2e.setdefault(camera, Window(256))
 
     def frame_captured(self, camera: str) -> None:
         self._child(self.frames_captured, camera).inc()
@@ -133,6 +135,10 @@ class Metrics:
         if fps is None:
             fps = self.fps[camera] = FpsWindow()
         fps.add(done)
+        e2e = self.camera_e2e.get(camera)
+        if e2e is None:
+            e2e = self.camera_e2e[camera] = Window(256)
+        e2e.add(times.e2e)
 
     def batch_done(self, size: int) -> None:
         self.batch_size.observe(size)

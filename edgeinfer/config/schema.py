@@ -288,6 +288,26 @@ class StorageConfig(Strict):
 class HTTPConfig(Strict):
     enabled: bool = True
     listen: str = Field("127.0.0.1:9108", pattern=r"^[^:]*:[0-9]+$")
+    live_fps: float = Field(5.0, gt=0, le=30, description="Frames per second of the live view, at most.")
+    live_width: int = Field(640, ge=64, le=3840, description="Live view width in pixels, at most.")
+    username: str | None = Field(None, min_length=1, description="HTTP basic auth for the page and API.")
+    password: SecretStr | None = None
+    password_file: Path | None = None
+
+    @field_validator("password")
+    @classmethod
+    def _not_the_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
+        return _refuse_placeholder(value, "password")
+
+    @model_validator(mode="after")
+    def _password_from_file(self) -> HTTPConfig:
+        if self.password is None and self.password_file is not None:
+            object.__setattr__(self, "password", _read_secret_file(self.password_file, "password_file"))
+        if self.username is not None and self.password is None:
+            raise FieldErrors([(("password_file",), "http.username is set: expected password_file too")])
+        if self.username is None and self.password is not None:
+            raise FieldErrors([(("username",), "a password is set: expected the username it goes with")])
+        return self
 
 
 def default_state_dir() -> Path:

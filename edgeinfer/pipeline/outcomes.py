@@ -127,7 +127,7 @@ def build_outcome(
     fields["batch_size"] = batch_size
     points = [(ts, format_point("inference", tags, fields, ts))]
     if not emit:
-        return Outcome(None, points)
+        return Outcome(None, points, dets)
     event = DetectionEvent(
         device=device,
         camera=frame.camera,
@@ -150,7 +150,7 @@ def build_outcome(
             "mean_score": round(sum(scores) / len(scores), 4),
         }
         points.append((ts, format_point("detections", {**tags, "label": label}, summary, ts)))
-    return Outcome(event.row(), points)
+    return Outcome(event.row(), points, dets)
 
 
 class OutcomeBuilder:

@@ -8,7 +8,8 @@ stages' two executor threads do blocking work; the event loop only routes. Backp
 at the source (latest frame wins), never by growing queues.
 
 What the pipeline reports goes to a :class:`~edgeinfer.pipeline.types.PipelineObserver` (the daemon's
-metrics); :meth:`Pipeline.status` gives its own counters.
+metrics); :meth:`Pipeline.status` gives its own counters. ``on_result`` (the live view's hub) is handed
+each processed frame and its detections as references: no copy, no encode on this path.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from edgeinfer.pipeline.stages import Finished, Stages
 from edgeinfer.pipeline.types import (
     ContextLookup,
     DetectorLike,
+    FrameResultHook,
     NullObserver,
     Outcome,
     PipelineObserver,
@@ -61,12 +63,14 @@ class Pipeline:
         stall_s: float = STALL_S,
         instances: Sequence[DetectorLike[Any]] | None = None,
         max_batch_size: int | None = None,
+        on_result: FrameResultHook | None = None,
     ) -> None:
         """``instances``: the detector's runtime instances (default: the detector alone);
         ``max_batch_size``: a lower batch cap than the config's (the detector tuning's choice)."""
         self.config, self.detector = config, detector
         self.observer: PipelineObserver = observer or NullObserver()
         self._sink, self._clock = sink, clock
+        self._on_result = on_result
         self.max_frames, self._poll_s = max_frames, poll_s
         batching = config.batching
         self.batcher = Batcher(
@@ -182,6 +186,8 @@ class Pipeline:
             self.processed[frame.camera] += 1
             event = outcome.event is not None
             self.observer.frame_done(frame.camera, times, event, done)
+            if self._on_result is not None and outcome.detections is not None:
+                self._on_result(frame, outcome.detections)
             if event and self.first_event_s is None:
                 self.first_event_s = done - self.started
         self.frames_total += size

@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol, TypeVar
 import numpy as np
 
 from edgeinfer.detect.detections import Detections
+from edgeinfer.sources.frame import Frame
 from edgeinfer.store.sqlite import EventRow
 from edgeinfer.timefmt import rfc3339_ms
 
@@ -106,10 +107,12 @@ class DetectionEvent:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What one processed frame produces for the store: the event row (if emitted) and the points."""
+    """What one processed frame produces for the store: the event row (if emitted) and the points; and
+    the detections it was built from (after the camera's filters), for the live view."""
 
     event: EventRow | None
     points: list[tuple[int, str]]
+    detections: Detections | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +157,11 @@ class DetectorLike(Protocol[P]):
     def infer(self, prepared: P) -> np.ndarray: ...
 
     def decode(self, raw: np.ndarray, prepared: P) -> list[Detections]: ...
+
+
+# Each processed frame and its detections, on the event loop, in each camera's frame order. It must only
+# keep references (the live view encodes later, and only while somebody watches).
+FrameResultHook = Callable[[Frame, Detections], None]
 
 
 class PipelineObserver(Protocol):
