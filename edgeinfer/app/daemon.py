@@ -41,6 +41,8 @@ from edgeinfer.pipeline.pipeline import Pipeline
 from edgeinfer.sinks.mqtt_publisher import MQTTPublisher
 from edgeinfer.store.sqlite import STORE_FILE, AsyncStore, Store
 from edgeinfer.store.writer import StoreWriter
+from edgeinfer.tracking import decoder_conf
+from edgeinfer.tracking.snapshots import SNAPSHOT_DIR, SnapshotStore
 
 logger = logging.getLogger(__name__)
 
@@ -81,11 +83,19 @@ class Daemon:
         self._reload, self._handle_signals = reload, handle_signals
         self.reload_to: Config | None = None  # set by a valid SIGHUP reload: run again on this config
         self.duration, self.status_interval = duration, status_interval
-        self.detector = detector or open_detector(config.detector)
+        # the decoder keeps the low-score boxes the trackers' second stage needs; events still start at conf
+        self.detector = detector or open_detector(
+            config.detector.model_copy(update={"conf": decoder_conf(config)})
+        )
         self.metrics = metrics or Metrics()
         self.store = AsyncStore(open_store(config))
         self.writer = StoreWriter(self.store, self.metrics)
         self.outputs: Any = None
+        self.snapshots = SnapshotStore(
+            config.data_dir / SNAPSHOT_DIR,
+            max_bytes=config.storage.snapshots_max_bytes,
+            retention_s=config.storage.retention,
+        )
         self.pipeline = Pipeline(
             config,
             self.detector,
@@ -94,6 +104,8 @@ class Daemon:
             context=self._context,
             max_frames=max_frames,
             seq_start=self.store.store.next_seqs(),  # event seqs continue after the stored ones
+            track_prefix=str(self.store.store.next_boot()),  # track ids: unique across restarts too
+            snapshots=self.snapshots,
         )
         self.metrics.registry.register(CameraCollector(self.pipeline.cameras))  # camera state, restarts
         self.stop = asyncio.Event()
@@ -194,6 +206,7 @@ class Daemon:
         started = time.monotonic()
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(asyncio.to_thread, self.store.close)
+            stack.callback(self.snapshots.close)
             stack.enter_context(self._signal_handlers())
             self.outputs = build_outputs(
                 self.config, self.store, self.metrics.registry, self.stats, self.pipeline.trigger
@@ -201,6 +214,7 @@ class Daemon:
             self.writer.on_commit = [c.wake for c in self.outputs.components if isinstance(c, MQTTPublisher)]
             if self.config.http.enabled:
                 http = HttpServer(self.config.http.listen, self.metrics.registry, self.healthy, self.ready)
+                http.snapshots = self.snapshots
                 await http.start()
                 stack.push_async_callback(http.close)
                 self.http = http

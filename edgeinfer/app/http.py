@@ -1,4 +1,6 @@
-"""A small asyncio HTTP server: /metrics (Prometheus text), /healthz, /readyz. Loopback by default.
+"""A small asyncio HTTP server: /metrics (Prometheus text), /healthz, /readyz, and track snapshots
+(``/api/snapshots/{camera}/{track_id}.jpg``, when the daemon sets :attr:`HttpServer.snapshots`). Loopback
+by default.
 
 Why not a library: three read-only endpoints, one request per connection, no body, no keep-alive, no TLS.
 aiohttp or uvicorn would bring a dependency tree larger than the rest of the daemon's HTTP needs, and
@@ -32,6 +34,7 @@ from collections.abc import Callable
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from edgeinfer.errors import EdgeInferError
+from edgeinfer.tracking.snapshots import URL_PREFIX, SnapshotStore, parse_snapshot_path
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +79,7 @@ class HttpServer:
         self.max_connections = max_connections
         self.request_timeout_s = request_timeout_s
         self.serving = 0  # connections being served (at most max_connections)
+        self.snapshots: SnapshotStore | None = None  # serves /api/snapshots/... when set
         self._sock: socket.socket | None = None
         self._accepting: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[None]] = set()
@@ -217,7 +221,8 @@ class HttpServer:
                     self.rejected.labels(refused.reason).inc()
                     self._respond(writer, refused.status, f"{_REASONS[refused.status].lower()}\n".encode())
                 else:
-                    self._answer(writer, method, path)
+                    if not await self._answer_snapshot(writer, method, path):
+                        self._answer(writer, method, path)
                 await writer.drain()
         except TimeoutError:
             self.rejected.labels("timeout").inc()
@@ -253,6 +258,18 @@ class HttpServer:
             raise _Refused(too_long, "bad_request") from None
         except asyncio.IncompleteReadError:
             raise ConnectionResetError("the client closed before the request ended") from None
+
+    async def _answer_snapshot(self, writer: asyncio.StreamWriter, method: str, path: str) -> bool:
+        """``GET /api/snapshots/{camera}/{track_id}.jpg``: a track's best frame. False: not this route."""
+        if self.snapshots is None or method not in ("GET", "HEAD") or not path.startswith(URL_PREFIX):
+            return False
+        parsed = parse_snapshot_path(path)
+        jpeg = None if parsed is None else await asyncio.to_thread(self.snapshots.read, *parsed)
+        if jpeg is None:
+            self._respond(writer, 404, b"no such snapshot\n", head=method == "HEAD")
+        else:
+            self._respond(writer, 200, jpeg, "image/jpeg", head=method == "HEAD")
+        return True
 
     def _answer(self, writer: asyncio.StreamWriter, method: str, path: str) -> None:
         if method not in ("GET", "HEAD"):

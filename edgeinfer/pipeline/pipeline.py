@@ -35,6 +35,7 @@ from edgeinfer.pipeline.types import (
 from edgeinfer.sources.capture import STALL_S, Capture
 from edgeinfer.sources.factory import open_reader
 from edgeinfer.sources.frame import Frame
+from edgeinfer.tracking.snapshots import SnapshotStore
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class Pipeline:
         seq_start: Mapping[str, int] | None = None,
         max_failed_batches: int = MAX_FAILED_BATCHES,
         stall_s: float = STALL_S,
+        track_prefix: str | None = None,
+        snapshots: SnapshotStore | None = None,
     ) -> None:
         self.config, self.detector = config, detector
         self.observer: PipelineObserver = observer or NullObserver()
@@ -84,7 +87,11 @@ class Pipeline:
             labels=detector.labels,
             model=detector.info.name,
             context=context,
+            conf=config.detector.conf,
+            track_prefix=track_prefix,  # the daemon passes Store.next_boot(): track ids never repeat
+            snapshots=snapshots,
         )
+        self.builder = builder
         self.stages = Stages(detector, builder, clock=clock)
         self.processed: dict[str, int] = {c.name: 0 for c in config.cameras}
         self.frames_total = 0
@@ -137,6 +144,10 @@ class Pipeline:
                 stop=self._stop,
                 max_frames=self.max_frames,
             )
+            # every frame is delivered: the tracks still alive end now (and counts go to zero)
+            ended = self.builder.finish()  # microseconds: no thread needed, and the stages are done
+            if ended:
+                await self._sink(ended)
         finally:
             watcher.cancel()
             await self.cameras.stop(2.0)

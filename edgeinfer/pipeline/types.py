@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol, TypeVar
 import numpy as np
 
 from edgeinfer.detect.detections import Detections
-from edgeinfer.store.sqlite import EventRow
+from edgeinfer.store.sqlite import EventRow, MessageRow
 from edgeinfer.timefmt import rfc3339_ms
 
 
@@ -106,10 +106,12 @@ class DetectionEvent:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What one processed frame produces for the store: the event row (if emitted) and the points."""
+    """What one processed frame produces for the store: the event row (if emitted), the points, and the
+    other MQTT messages (tracking lifecycle, retained counts)."""
 
     event: EventRow | None
     points: list[tuple[int, str]]
+    messages: Sequence[MessageRow] = ()
 
 
 @dataclass(frozen=True, slots=True)
