@@ -209,7 +209,13 @@ class Daemon:
             stack.callback(self.snapshots.close)
             stack.enter_context(self._signal_handlers())
             self.outputs = build_outputs(
-                self.config, self.store, self.metrics.registry, self.stats, self.pipeline.trigger
+                self.config,
+                self.store,
+                self.metrics.registry,
+                self.stats,
+                self.pipeline.trigger,
+                labels=self.detector.labels,
+                model=self.detector.info.name,
             )
             self.writer.on_commit = [c.wake for c in self.outputs.components if isinstance(c, MQTTPublisher)]
             if self.config.http.enabled:
