@@ -97,10 +97,10 @@ class TrackingConfig(Strict):
     """Multi-object tracking (ByteTrack-style) of a camera's detections; see edgeinfer.tracking."""
 
     enabled: bool = True
-    max_age_s: float = Field(1.0, gt=0, description="A track lost for this long ends.")
-    min_hits: int = Field(2, ge=1, le=100, description="Frames in a row with a detection to confirm a track.")
-    iou: float = Field(0.2, gt=0, lt=1, description="The least IoU for a detection to continue a track.")
-    high_conf: float = Field(0.5, gt=0, lt=1, description="Detections from this score start/continue tracks.")
+    max_age_s: float = Field(2.0, gt=0, description="A track lost for this long ends.")
+    min_hits: int = Field(3, ge=1, le=100, description="Frames in a row with a detection to confirm a track.")
+    iou: float = Field(0.3, gt=0, lt=1, description="The least IoU for a detection to continue a track.")
+    high_conf: float = Field(0.6, gt=0, lt=1, description="Detections from this score start/continue tracks.")
     low_conf: float = Field(
         0.1, gt=0, lt=1, description="Detections from this score (below high_conf) only continue tracks."
     )

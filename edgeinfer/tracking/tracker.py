@@ -10,7 +10,10 @@ Per frame, after every track's box is predicted one frame ahead:
    that were seen last frame, at a stricter IoU of 0.5: an object whose score dips for a frame (motion
    blur, partial occlusion) keeps its track, while low-score clutter cannot start or steal one;
 3. tentative tracks (born, not yet confirmed) are matched to the high-score detections left, at IoU 0.3;
-4. a high-score detection still unmatched starts a tentative track; a tentative track becomes confirmed
+4. a lost track is matched to a high-score detection of its class left over whose centre is within
+   ``REACH`` of the track's size from its predicted centre: after an occlusion of more than a few frames
+   the predicted box rarely still overlaps the object (it bounced, or stopped behind the occluder);
+5. a high-score detection still unmatched starts a tentative track; a tentative track becomes confirmed
    (and gets its id) after ``min_hits`` frames in a row with a detection, and is dropped without a trace
    on its first miss; a confirmed track that misses is *lost* and ends ``max_age_s`` after it was last
    seen.
@@ -36,15 +39,18 @@ from edgeinfer.tracking.kalman import BoxKalman
 LOW_STAGE_IOU = 0.5  # ByteTrack's second association
 TENTATIVE_IOU = 0.3  # ByteTrack's association of unconfirmed tracks
 OTHER_CLASS_FACTOR = 0.5
+REACH = 1.5  # a lost track takes a detection of its class whose centre is within this many of its sizes
 
 
 @dataclass(frozen=True, slots=True)
 class TrackerSettings:
-    iou: float = 0.2
-    high_conf: float = 0.5
+    """The config's ``tracking`` keys; defaults as there (tuned on the bundled model's synthetic scenes)."""
+
+    iou: float = 0.3
+    high_conf: float = 0.6
     low_conf: float = 0.1
-    min_hits: int = 2
-    max_age_s: float = 1.0
+    min_hits: int = 3
+    max_age_s: float = 2.0
 
 
 @dataclass(slots=True, eq=False)
@@ -130,6 +136,14 @@ class ByteTracker:
                 taken[cols] = True
                 matched_rows.append(rows)
                 matched_dets.append(cols)
+            lost_rows = np.flatnonzero(confirmed & ~was_seen & free)
+            cols_in = np.flatnonzero(high & ~taken)
+            if len(lost_rows) and len(cols_in):
+                r, c = match(_reach_cost(predicted[lost_rows], labels[lost_rows], dets, cols_in), 1.0)
+                rows, cols = lost_rows[r], cols_in[c]
+                taken[cols] = True
+                matched_rows.append(rows)
+                matched_dets.append(cols)
         if matched_rows:
             rows = np.concatenate(matched_rows)
             cols = np.concatenate(matched_dets)
@@ -195,3 +209,15 @@ class ByteTracker:
     def _confirm(self, tr: Track) -> None:
         self._serial += 1
         tr.number = self._serial
+
+
+def _reach_cost(predicted: np.ndarray, labels: np.ndarray, dets: Detections, cols: np.ndarray) -> np.ndarray:
+    """Lost tracks against detections of their class: the distance between centres over the track's size
+    (REACH of it costs 1); other classes cost 2 (never matched)."""
+    pc = (predicted[:, :2] + predicted[:, 2:]) / 2
+    boxes = dets.xyxy[cols].astype(np.float64)
+    dc = (boxes[:, :2] + boxes[:, 2:]) / 2
+    size = np.maximum(predicted[:, 2] - predicted[:, 0], predicted[:, 3] - predicted[:, 1])
+    dist = np.linalg.norm(pc[:, None, :] - dc[None, :, :], axis=2) / (REACH * np.maximum(size, 1.0))[:, None]
+    cost: np.ndarray = np.where(labels[:, None] == dets.class_id[cols][None, :], dist, 2.0)
+    return cost
