@@ -33,7 +33,8 @@ def side_of_line(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray
 
 
 def crosses_segment(p: np.ndarray, q: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per step from p[i] to q[i] (N, 2 each): whether it crosses the segment a-b (not only its line)."""
+    """Per step from p[i] to q[i] (N, 2 each): whether it goes from one side of the line a-b to the other
+    through the segment a-b itself (an end point of the segment counts as on it)."""
     side_p, side_q = side_of_line(p, a, b), side_of_line(q, a, b)
     # the segment's end points must lie on either side of the step, too
     step = q - p

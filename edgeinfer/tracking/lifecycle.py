@@ -49,7 +49,7 @@ class _Object:
     track: Track
     track_id: str
     zones: frozenset[str]
-    foot: np.ndarray  # the bottom-centre of the last box
+    sides: dict[str, tuple[float, np.ndarray]]  # per line: the last side (+1/-1) and where it was on it
     sent_mono: float  # when the last new/update went out
     sent_label: int
     sent_best: float
@@ -154,16 +154,13 @@ class CameraLifecycle:
 
     def _new_object(self, tr: Track, frame: Frame) -> _Object:
         foot = foot_points(tr.box[None, :].astype(np.float64))
-        obj = _Object(
-            tr,
-            f"{self.prefix}-{tr.number}",
-            self._zones_of(foot, tr.class_id),
-            foot[0],
-            frame.mono,
-            tr.class_id,
-            tr.best_score,
-        )
-        return obj
+        sides = {}
+        for name, a, b in self._lines:  # where it starts: a track confirmed past a line has not crossed it
+            side = float(side_of_line(foot, a, b)[0])
+            if side != 0:
+                sides[name] = (side, foot[0])
+        zones = self._zones_of(foot, tr.class_id)
+        return _Object(tr, f"{self.prefix}-{tr.number}", zones, sides, frame.mono, tr.class_id, tr.best_score)
 
     def _zones_of(self, foot: np.ndarray, class_id: int) -> frozenset[str]:
         label = label_of(self.labels, class_id)
@@ -185,13 +182,18 @@ class CameraLifecycle:
                 out.messages.append(self._message("left", obj, frame, zone=name))
             for name in entered:
                 out.messages.append(self._message("entered", obj, frame, zone=name))
-        if self._lines:
-            before = obj.foot[None, :]
-            for name, a, b in self._lines:
-                if crosses_segment(before, foot, a, b)[0]:
-                    direction = "in" if side_of_line(foot, a, b)[0] > 0 else "out"
-                    self._crossed(obj, frame, name, direction, out)
-        obj.foot = foot[0]
+        for name, a, b in self._lines:
+            side = float(side_of_line(foot, a, b)[0])
+            if side == 0:  # on the line: crossed only once it is on the other side
+                continue
+            before = obj.sides.get(name)
+            if (
+                before is not None
+                and before[0] != side
+                and crosses_segment(before[1][None, :], foot, a, b)[0]
+            ):
+                self._crossed(obj, frame, name, "in" if side > 0 else "out", out)
+            obj.sides[name] = (side, foot[0])
 
     def _crossed(self, obj: _Object, frame: Frame, line: str, direction: str, out: LifecycleStep) -> None:
         label = label_of(self.labels, obj.track.class_id)
