@@ -29,7 +29,7 @@ def test_messages_keep_topic_retain_and_order_and_have_their_own_cursor(tmp_path
 
 def test_retention_prunes_messages_too(tmp_path):
     store = Store(tmp_path / "edgeinfer.db", retention_s=10)
-    store.append(messages=[MessageRow("a/objects", "{}", 1_000), MessageRow("a/objects", "{}", 10**19)])
+    store.append(messages=[MessageRow("a/objects", "{}", 1_000), MessageRow("a/objects", "{}", 2 * 10**12)])
     result = store.prune(now_ns=10**12)
     assert result.deleted == 1 and store.count("messages") == 1
     store.close()
