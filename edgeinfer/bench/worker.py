@@ -119,6 +119,7 @@ async def _pipeline_once(spec: RunSpec, detector: Any, proc: Any) -> dict[str, A
         await sleep_or_fail(spec.warmup)
         for window in metrics.windows.values():
             window.clear()
+        pipeline.builder.tracking_ms.clear()
         frames0, batches0 = pipeline.frames_total, pipeline.batches
         counters0 = pipeline.batcher.counters()
         cpu0, wall0 = proc.cpu_times(), time.monotonic()
@@ -128,6 +129,8 @@ async def _pipeline_once(spec: RunSpec, detector: Any, proc: Any) -> dict[str, A
         counters1 = pipeline.batcher.counters()
         samples = {stage: metrics.windows[stage].values() for stage in STAGES}
         samples["handoff"] = _handoff(samples)
+        # tracker + lifecycle per frame (part of postprocess), as the outcome builder timed it
+        samples["tracking"] = _snapshot_floats(pipeline.builder.tracking_ms)
         rss_now_mb = proc.memory_info().rss / 2**20
         daemon.stop.set()
         summary = await task
@@ -158,6 +161,16 @@ async def _pipeline_once(spec: RunSpec, detector: Any, proc: Any) -> dict[str, A
         else summary.first_event_s + (pipeline.started - created),
         "first_frame_s": first_frame_s,
     }
+
+
+def _snapshot_floats(values: Any) -> np.ndarray:
+    """A copy of a deque another thread appends to (copying raises if an append lands meanwhile: retry)."""
+    for _ in range(100):
+        try:
+            return np.array(list(values), dtype=float)
+        except RuntimeError:
+            continue
+    return np.zeros(0)
 
 
 def _handoff(samples: dict[str, np.ndarray]) -> np.ndarray:

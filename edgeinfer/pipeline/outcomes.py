@@ -23,7 +23,7 @@ from edgeinfer.pipeline.types import (
 )
 from edgeinfer.sources.frame import Frame
 from edgeinfer.timefmt import rfc3339_ms
-from edgeinfer.tracking.geometry import foot_points, points_in_polygon
+from edgeinfer.tracking.geometry import Polygon, foot_points, points_in_polygon
 from edgeinfer.tracking.lifecycle import CameraLifecycle
 from edgeinfer.tracking.snapshots import SnapshotStore
 
@@ -53,7 +53,7 @@ class CameraFilter:
         for label, score in camera.min_score.items():
             if label in labels:
                 self._min_score[labels.index(label)] = score
-        self._zones = [np.asarray(z.polygon, np.float64) for z in camera.zones.values() if z.filter]
+        self._zones = [Polygon(np.asarray(z.polygon, np.float64)) for z in camera.zones.values() if z.filter]
         self.passthrough = self._allowed is None and not camera.min_score and not self._zones
 
     def __call__(self, dets: Detections) -> Detections:
@@ -65,7 +65,7 @@ class CameraFilter:
             keep &= self._allowed[cls] & (dets.class_id < len(self._allowed))
         if self._zones:
             foot = foot_points(dets.xyxy)
-            keep &= np.any([points_in_polygon(foot, zone) for zone in self._zones], axis=0)
+            keep &= np.any([zone.contains(foot) for zone in self._zones], axis=0)
         return dets.select(keep)
 
 

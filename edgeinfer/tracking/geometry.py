@@ -11,16 +11,29 @@ def foot_points(xyxy: np.ndarray) -> np.ndarray:
     return np.stack([(xyxy[:, 0] + xyxy[:, 2]) / 2, xyxy[:, 3]], axis=1)
 
 
+class Polygon:
+    """A polygon (M, 2) with its edges precomputed: :meth:`contains` is a few array operations."""
+
+    def __init__(self, points: np.ndarray) -> None:
+        self.x1, self.y1 = points[:, 0].astype(np.float64), points[:, 1].astype(np.float64)
+        self.y2 = np.roll(self.y1, -1)
+        dy = self.y2 - self.y1
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.slope = (np.roll(self.x1, -1) - self.x1) / dy  # inf/nan for horizontal edges: never crossed
+
+    def contains(self, points: np.ndarray) -> np.ndarray:
+        """Even-odd ray casting, vectorised over points (N, 2)."""
+        x, y = points[:, 0:1], points[:, 1:2]
+        crosses = (self.y1 > y) != (self.y2 > y)
+        with np.errstate(invalid="ignore"):
+            x_at = self.x1 + (y - self.y1) * self.slope
+        inside: np.ndarray = np.logical_and(crosses, x < x_at).sum(axis=1) % 2 == 1
+        return inside
+
+
 def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     """Even-odd ray casting, vectorised over points (N, 2) for one polygon (M, 2)."""
-    x, y = points[:, 0:1], points[:, 1:2]
-    x1, y1 = polygon[:, 0], polygon[:, 1]
-    x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
-    crosses = (y1 > y) != (y2 > y)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x_at = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
-    inside: np.ndarray = np.logical_and(crosses, x < x_at).sum(axis=1) % 2 == 1
-    return inside
+    return Polygon(polygon).contains(points)
 
 
 def side_of_line(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -35,7 +35,7 @@ from edgeinfer.lineprotocol import format_point
 from edgeinfer.sources.frame import Frame
 from edgeinfer.store.sqlite import MessageRow
 from edgeinfer.timefmt import rfc3339_ms
-from edgeinfer.tracking.geometry import crosses_segment, foot_points, points_in_polygon, side_of_line
+from edgeinfer.tracking.geometry import Polygon, crosses_segment, foot_points, side_of_line
 from edgeinfer.tracking.snapshots import SnapshotStore, snapshot_url
 from edgeinfer.tracking.tracker import ByteTracker, Track, TrackerSettings
 
@@ -94,7 +94,11 @@ class CameraLifecycle:
         self.snapshots = snapshots if camera.tracking.snapshots else None
         self.snapshot_crop = camera.tracking.snapshot_crop
         self._zones = [
-            (name, np.asarray(z.polygon, np.float64), frozenset(z.objects) if z.objects is not None else None)
+            (
+                name,
+                Polygon(np.asarray(z.polygon, np.float64)),
+                frozenset(z.objects) if z.objects is not None else None,
+            )
             for name, z in camera.zones.items()
         ]
         self._lines = [
@@ -106,6 +110,7 @@ class CameraLifecycle:
         for name, _, objects in self._zones:
             zone_labels = [x for x in labels_here if objects is None or x in objects]
             self._count_keys += [(name, label) for label in (*zone_labels, ALL)]
+        self._count_key_set = set(self._count_keys)
         self._counts: dict[tuple[str, str], int] | None = None  # as last published
         self._crossings: dict[tuple[str, str], list[int]] = {}  # (line, label): [in, out] since start
         self._objects: dict[int, _Object] = {}
@@ -115,18 +120,23 @@ class CameraLifecycle:
     def step(self, frame: Frame, dets: Detections) -> LifecycleStep:
         result = self.tracker.update(dets, frame.mono)
         out = LifecycleStep([None] * len(dets))
+        seen = [tr for tr in result.tracks if tr.missed == 0]
+        where = self._where(seen)
         for tr in result.tracks:
             obj = self._objects.get(tr.number)
             if obj is None:
-                self._objects[tr.number] = obj = self._new_object(tr, frame)
+                zones, sides = where.get(tr.number, (frozenset(), {}))
+                self._objects[tr.number] = obj = _Object(
+                    tr, f"{self.prefix}-{tr.number}", zones, sides, frame.mono, tr.class_id, tr.best_score
+                )
                 if self.snapshots is not None:  # the best frame may be a tentative one's: take this one
                     obj.best_image, obj.best_box = frame.image, tr.box.copy()
                 self._write_snapshot(obj)
                 out.messages.append(self._message("new", obj, frame))
                 continue
             self._remember_best(obj, frame)
-            if tr.missed == 0:
-                self._move(obj, frame, out)
+            if tr.number in where:
+                self._move(obj, *where[tr.number], frame, out)
             if tr.class_id != obj.sent_label or tr.best_score > obj.sent_best + BEST_SCORE_STEP:
                 obj.pending = True
             if obj.pending and frame.mono - obj.sent_mono >= self.update_interval_s:
@@ -152,29 +162,40 @@ class CameraLifecycle:
 
     # ----------------------------------------------------------------- parts
 
-    def _new_object(self, tr: Track, frame: Frame) -> _Object:
-        foot = foot_points(tr.box[None, :].astype(np.float64))
-        sides = {}
-        for name, a, b in self._lines:  # where it starts: a track confirmed past a line has not crossed it
-            side = float(side_of_line(foot, a, b)[0])
-            if side != 0:
-                sides[name] = (side, foot[0])
-        zones = self._zones_of(foot, tr.class_id)
-        return _Object(tr, f"{self.prefix}-{tr.number}", zones, sides, frame.mono, tr.class_id, tr.best_score)
+    def _where(
+        self, tracks: list[Track]
+    ) -> dict[int, tuple[frozenset[str], dict[str, tuple[float, np.ndarray]]]]:
+        """Per track seen in this frame: the zones its bottom-centre is in, and its side of each line (where
+        not on it). One pass over all tracks per zone and per line."""
+        if not tracks:
+            return {}
+        feet = foot_points(np.array([tr.box for tr in tracks], np.float64))
+        labels = [label_of(self.labels, tr.class_id) for tr in tracks]
+        inside = [(name, polygon.contains(feet), objects) for name, polygon, objects in self._zones]
+        sides = [(name, side_of_line(feet, a, b)) for name, a, b in self._lines]
+        where = {}
+        for k, tr in enumerate(tracks):
+            zones = frozenset(
+                name
+                for name, mask, objects in inside
+                if mask[k] and (objects is None or labels[k] in objects)
+            )
+            where[tr.number] = (
+                zones,
+                {name: (float(side[k]), feet[k]) for name, side in sides if side[k] != 0},
+            )
+        return where
 
-    def _zones_of(self, foot: np.ndarray, class_id: int) -> frozenset[str]:
-        label = label_of(self.labels, class_id)
-        return frozenset(
-            name
-            for name, polygon, objects in self._zones
-            if (objects is None or label in objects) and points_in_polygon(foot, polygon)[0]
-        )
-
-    def _move(self, obj: _Object, frame: Frame, out: LifecycleStep) -> None:
-        """Zones entered and left, lines crossed, by the step of the bottom-centre since the last frame."""
-        tr = obj.track
-        foot = foot_points(tr.box[None, :].astype(np.float64))
-        zones = self._zones_of(foot, tr.class_id)
+    def _move(
+        self,
+        obj: _Object,
+        zones: frozenset[str],
+        sides: dict[str, tuple[float, np.ndarray]],
+        frame: Frame,
+        out: LifecycleStep,
+    ) -> None:
+        """Zones entered and left, and lines crossed: from the last side of a line the track was on to the
+        other side, through the segment (a track on a line has not crossed it yet)."""
         if zones != obj.zones:
             entered, left = sorted(zones - obj.zones), sorted(obj.zones - zones)
             obj.zones = zones
@@ -183,17 +204,17 @@ class CameraLifecycle:
             for name in entered:
                 out.messages.append(self._message("entered", obj, frame, zone=name))
         for name, a, b in self._lines:
-            side = float(side_of_line(foot, a, b)[0])
-            if side == 0:  # on the line: crossed only once it is on the other side
+            now = sides.get(name)
+            if now is None:
                 continue
             before = obj.sides.get(name)
             if (
                 before is not None
-                and before[0] != side
-                and crosses_segment(before[1][None, :], foot, a, b)[0]
+                and before[0] != now[0]
+                and crosses_segment(before[1][None, :], now[1][None, :], a, b)[0]
             ):
-                self._crossed(obj, frame, name, "in" if side > 0 else "out", out)
-            obj.sides[name] = (side, foot[0])
+                self._crossed(obj, frame, name, "in" if now[0] > 0 else "out", out)
+            obj.sides[name] = now
 
     def _crossed(self, obj: _Object, frame: Frame, line: str, direction: str, out: LifecycleStep) -> None:
         label = label_of(self.labels, obj.track.class_id)
@@ -234,8 +255,10 @@ class CameraLifecycle:
                 now[(zone, ALL)] += 1
         first = self._counts is None
         published = self._counts or {}
-        keys = list(self._count_keys)
-        keys += [k for k in (*now, *published) if k not in set(keys)]
+        keys = self._count_keys  # every configured (zone, label); a label the model lacks joins when seen
+        extra = [k for k in (*now, *published) if k not in self._count_key_set]
+        if extra:
+            keys = keys + list(dict.fromkeys(extra))
         for key in keys:
             count = now.get(key, 0)
             if first or published.get(key, 0) != count:

@@ -126,19 +126,21 @@ class ByteTracker:
                 (confirmed & was_seen, low, LOW_STAGE_IOU),
                 (~confirmed, high, TENTATIVE_IOU),
             ):
-                rows_in = np.flatnonzero(pool & free)
-                cols_in = np.flatnonzero(cand & ~taken)
-                if not len(rows_in) or not len(cols_in):
+                pool = pool & free
+                cand = cand & ~taken
+                if not pool.any() or not cand.any():
                     continue
+                rows_in, cols_in = np.flatnonzero(pool), np.flatnonzero(cand)
                 r, c = match(1.0 - iou[np.ix_(rows_in, cols_in)], 1.0 - min_iou)
                 rows, cols = rows_in[r], cols_in[c]
                 free[rows] = False
                 taken[cols] = True
                 matched_rows.append(rows)
                 matched_dets.append(cols)
-            lost_rows = np.flatnonzero(confirmed & ~was_seen & free)
-            cols_in = np.flatnonzero(high & ~taken)
-            if len(lost_rows) and len(cols_in):
+            lost = confirmed & ~was_seen & free
+            left = high & ~taken
+            if lost.any() and left.any():
+                lost_rows, cols_in = np.flatnonzero(lost), np.flatnonzero(left)
                 r, c = match(_reach_cost(predicted[lost_rows], labels[lost_rows], dets, cols_in), 1.0)
                 rows, cols = lost_rows[r], cols_in[c]
                 taken[cols] = True
