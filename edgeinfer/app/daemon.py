@@ -278,6 +278,11 @@ class Daemon:
             await wait_any(_done_event(pipeline), self.force_exit)
             if not pipeline.done():
                 pipeline.cancel()
+            elif not pipeline.cancelled() and pipeline.exception() is None:
+                # every frame is in: the tracks still alive end (and counts go to zero), stored like the rest
+                ended = self.pipeline.builder.finish()
+                if ended:
+                    await self.writer.submit(ended)
             unfinished = await self._drain(writer, outputs, outputs_stop)
             for task in aux:
                 task.cancel()

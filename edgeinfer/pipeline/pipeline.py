@@ -144,10 +144,6 @@ class Pipeline:
                 stop=self._stop,
                 max_frames=self.max_frames,
             )
-            # every frame is delivered: the tracks still alive end now (and counts go to zero)
-            ended = self.builder.finish()  # microseconds: no thread needed, and the stages are done
-            if ended:
-                await self._sink(ended)
         finally:
             watcher.cancel()
             await self.cameras.stop(2.0)
