@@ -227,3 +227,17 @@ def test_tracking_off_camera_has_no_lifecycle_in_the_outcome_builder():
     outcome = builder.build(frame(0), dets(box(100, 300)), StageTimes(0, 0, 0, 0, 0), 1)
     assert outcome.messages == ()
     assert outcome.event is not None and "track_id" not in json.loads(outcome.event.body)["detections"][0]
+
+
+def test_edgeinfer_events_shows_the_track_of_a_detection():
+    from edgeinfer.commands.events import format_detections
+
+    doc = {
+        "detections": [
+            {"label": "square", "score": 0.912, "track_id": "3-17"},
+            {"label": "circle", "score": 0.5},
+        ]
+    }
+    assert format_detections(doc) == "square 0.91 #3-17, circle 0.50"
+    doc["detections"][0]["track_id"] = None
+    assert format_detections(doc) == "square 0.91, circle 0.50"
