@@ -4,7 +4,13 @@
 often as the track's ``update`` messages) and at its end. Encoding (a few ms per frame) runs on a thread
 of its own, never on the pipeline's: the caller hands over the frame and goes on. At most
 ``MAX_PENDING`` writes wait; one more is dropped and counted. The directory is bounded: past
-``max_bytes`` in all, or older than the store's retention, the oldest files go first.
+``max_bytes`` in all (and never more than a tenth of its partition), or older than the store's retention,
+the oldest files go first.
+
+Snapshots never take the room the local store needs (the store is the outbox; a snapshot is a nicety):
+before each write the free space of the partition must stay above ``MIN_FREE_BYTES``; below it the
+oldest snapshots are removed to give the room back, and if that is not enough the write is skipped and
+counted. So a disk filled by something else empties the snapshot directory before the store runs short.
 
 Reading (:meth:`SnapshotStore.read`, for ``GET /api/snapshots/{camera}/{track_id}.jpg``) accepts only a
 camera name and a track id of the contract's shapes, so no request can name a path outside the directory.
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import threading
 import time
@@ -31,6 +38,8 @@ URL_PREFIX = "/api/snapshots/"
 MAX_PENDING = 16
 JPEG_QUALITY = 85
 CROP_MARGIN = 0.25  # of the box's size, on every side
+MIN_FREE_BYTES = 8 * 2**20  # twice the store's largest WAL bound: its WAL and reserve can always grow
+PARTITION_SHARE = 10  # the directory keeps at most 1/10 of its partition
 _CAMERA = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _TRACK_ID = re.compile(r"[0-9]{1,12}-[0-9]{1,12}")
 
@@ -63,6 +72,7 @@ class SnapshotStore:
     def __init__(self, directory: Path, *, max_bytes: int, retention_s: float) -> None:
         self.directory, self.max_bytes, self.retention_s = directory, max_bytes, retention_s
         self.dropped = 0  # writes given up: too many waiting
+        self.skipped_low_space = 0  # writes given up: the partition is (nearly) full
         self.failed = 0  # writes that raised (disk full, ...)
         self.written = 0
         self._lock = threading.Lock()
@@ -103,12 +113,16 @@ class SnapshotStore:
         try:
             jpeg = render_snapshot(image, box, caption, crop=crop)
             path = self.directory / camera / f"{track_id}.jpg"
+            with self._lock:
+                self._scan_once()
+                if not self._make_room(len(jpeg)):
+                    self.skipped_low_space += 1
+                    return
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
             tmp.write_bytes(jpeg)
             tmp.replace(path)  # a reader sees the old file or the new one, never half of one
             with self._lock:
-                self._scan_once()
                 self._account(path, len(jpeg), time.time())
                 self._enforce_bounds()
                 self.written += 1
@@ -146,14 +160,26 @@ class SnapshotStore:
 
     def _enforce_bounds(self) -> None:
         cutoff = time.time() - self.retention_s
+        cap = min(self.max_bytes, _partition_bytes(self.directory) // PARTITION_SHARE)
         while self._files:
-            path, (size, mtime) = next(iter(self._files.items()))
-            if self._bytes <= self.max_bytes and mtime >= cutoff:
+            _, (_, mtime) = next(iter(self._files.items()))
+            if self._bytes <= cap and mtime >= cutoff:
                 break
-            self._files.popitem(last=False)
-            self._bytes -= size
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            self._remove_oldest()
+
+    def _make_room(self, size: int) -> bool:
+        """Free space for ``size`` more bytes above MIN_FREE_BYTES, removing the oldest snapshots if need be."""
+        while _free_bytes(self.directory) - size < MIN_FREE_BYTES:
+            if not self._files:
+                return False
+            self._remove_oldest()
+        return True
+
+    def _remove_oldest(self) -> None:
+        path, (size, _) = self._files.popitem(last=False)
+        self._bytes -= size
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
     @property
     def used_bytes(self) -> int:
@@ -184,6 +210,29 @@ class SnapshotStore:
             return (self.directory / camera / f"{track_id}.jpg").read_bytes()
         except OSError:
             return None
+
+
+def _existing(directory: Path) -> Path:
+    while not directory.exists() and directory.parent != directory:
+        directory = directory.parent
+    return directory
+
+
+def _free_bytes(directory: Path) -> int:
+    """Bytes this process may still write on the partition of ``directory`` (0 if unknown)."""
+    try:
+        st = os.statvfs(_existing(directory))
+    except OSError:
+        return 0
+    return int(st.f_bavail * st.f_frsize)
+
+
+def _partition_bytes(directory: Path) -> int:
+    try:
+        st = os.statvfs(_existing(directory))
+    except OSError:
+        return 0
+    return int(st.f_blocks * st.f_frsize)
 
 
 def parse_snapshot_path(path: str) -> tuple[str, str] | None:

@@ -97,3 +97,19 @@ def test_http_serves_a_snapshot_and_404s_the_rest(tmp_path):
 
     asyncio.run(main())
     store.close()
+
+
+def test_a_nearly_full_partition_gives_snapshot_room_back_to_the_store(tmp_path, monkeypatch):
+    from edgeinfer.tracking import snapshots as module
+
+    store = SnapshotStore(tmp_path, max_bytes=2**30, retention_s=3600)
+    for n in (1, 2):
+        store.submit("cam", f"1-{n}", IMAGE, BOX, "x")
+        assert store.flush()
+    # the free space the partition reports (statvfs): something else filled the disk
+    monkeypatch.setattr(module, "_free_bytes", lambda _d: module.MIN_FREE_BYTES - 1)
+    store.submit("cam", "1-3", IMAGE, BOX, "x")
+    assert store.flush()
+    store.close()
+    assert list((tmp_path / "cam").glob("*.jpg")) == []  # the old ones went, the new one was skipped
+    assert store.skipped_low_space == 1 and store.used_bytes == 0
