@@ -211,6 +211,19 @@ class MovingScene:
 
     def render_into(self, index: int, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Render frame `index` into `out` (HxWx3 uint8); return (boxes, class_ids)."""
+        boxes, classes, _ = self.render_truth(index, out)
+        return boxes, classes
+
+    def positions(self, index: int) -> np.ndarray:
+        """Every object's centre in frame `index` (n_objects, 2), visible or not."""
+        pos: np.ndarray = _bounce(self.p0 + self.vel * index, self.lo, self.hi)
+        return pos
+
+    def render_truth(self, index: int, out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Render frame `index` into `out`; return the visible objects' (boxes, class_ids, ids).
+
+        ``ids`` are the objects' identities (0 .. n_objects-1), the same in every frame: the ground truth
+        for tracking. An object missing from a frame is occluded (more than 60% hidden by later ones)."""
         np.copyto(out, self.background)
         pos = _bounce(self.p0 + self.vel * index, self.lo, self.hi)
         angles = self.angle0 + self.spin * index
@@ -255,7 +268,7 @@ class MovingScene:
             visible = np.count_nonzero(region == i + 1)
             keep[i] = visible >= _MIN_VISIBLE * _shape_area(int(self.classes[i]), float(self.sizes[i]))
         boxes = np.clip(boxes, 0, [self.width, self.height, self.width, self.height])
-        return boxes[keep].astype(np.float32), self.classes[keep].copy()
+        return boxes[keep].astype(np.float32), self.classes[keep].copy(), np.flatnonzero(keep)
 
     def render(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Frame `index` as (BGR uint8 image, boxes float32 (N,4) xyxy, class ids int64 (N,))."""

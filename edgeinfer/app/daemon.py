@@ -42,6 +42,8 @@ from edgeinfer.pipeline.pipeline import Pipeline
 from edgeinfer.sinks.mqtt_publisher import MQTTPublisher
 from edgeinfer.store.sqlite import STORE_FILE, AsyncStore, Store
 from edgeinfer.store.writer import StoreWriter
+from edgeinfer.tracking import decoder_conf
+from edgeinfer.tracking.snapshots import SNAPSHOT_DIR, SnapshotStore
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +84,11 @@ class Daemon:
         self._reload, self._handle_signals = reload, handle_signals
         self.reload_to: Config | None = None  # set by a valid SIGHUP reload: run again on this config
         self.duration, self.status_interval = duration, status_interval
+        # the decoder keeps the low-score boxes the trackers' second stage needs; events still start at conf
         self.detector = detector or open_pool(
-            config.detector, max_batch=config.batching.max_batch_size, data_dir=config.data_dir
+            config.detector.model_copy(update={"conf": decoder_conf(config)}),
+            max_batch=config.batching.max_batch_size,
+            data_dir=config.data_dir,
         )
         if isinstance(self.detector, DetectorPool):
             logger.info("detector: %s", self.detector.choice.describe())
@@ -103,6 +108,11 @@ class Daemon:
             if http.enabled
             else None
         )
+        self.snapshots = SnapshotStore(
+            config.data_dir / SNAPSHOT_DIR,
+            max_bytes=config.storage.snapshots_max_bytes,
+            retention_s=config.storage.retention,
+        )
         self.pipeline = Pipeline(
             config,
             self.detector,
@@ -114,6 +124,8 @@ class Daemon:
             instances=self.detector.instances if isinstance(self.detector, DetectorPool) else None,
             max_batch_size=self.detector.choice.batch if isinstance(self.detector, DetectorPool) else None,
             on_result=None if self.live is None else self.live.publish,
+            track_prefix=str(self.store.store.next_boot()),  # track ids: unique across restarts too
+            snapshots=self.snapshots,
         )
         self.metrics.registry.register(CameraCollector(self.pipeline.cameras))  # camera state, restarts
         self.stop = asyncio.Event()
@@ -214,9 +226,16 @@ class Daemon:
         started = time.monotonic()
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(asyncio.to_thread, self.store.close)
+            stack.callback(self.snapshots.close)
             stack.enter_context(self._signal_handlers())
             self.outputs = build_outputs(
-                self.config, self.store, self.metrics.registry, self.stats, self.pipeline.trigger
+                self.config,
+                self.store,
+                self.metrics.registry,
+                self.stats,
+                self.pipeline.trigger,
+                labels=self.detector.labels,
+                model=self.detector.info.name,
             )
             self.writer.on_commit = [c.wake for c in self.outputs.components if isinstance(c, MQTTPublisher)]
             if self.config.http.enabled:
@@ -275,6 +294,11 @@ class Daemon:
             await wait_any(_done_event(pipeline), self.force_exit)
             if not pipeline.done():
                 pipeline.cancel()
+            elif not pipeline.cancelled() and pipeline.exception() is None:
+                # every frame is in: the tracks still alive end (and counts go to zero), stored like the rest
+                ended = self.pipeline.builder.finish()
+                if ended:
+                    await self.writer.submit(ended)
             unfinished = await self._drain(writer, outputs, outputs_stop)
             for task in aux:
                 task.cancel()
@@ -309,7 +333,7 @@ class Daemon:
 
     async def _start_http(self, stack: contextlib.AsyncExitStack) -> None:
         from edgeinfer.app.auth import insecure_listen_warning
-        from edgeinfer.app.web import StoreEvents, WebApi
+        from edgeinfer.app.web import StoreEvents, WebApi, snapshot_route
 
         assert self.live is not None
         cfg = self.config.http
@@ -323,7 +347,12 @@ class Daemon:
         stack.push_async_callback(self.live.close)
         web = WebApi(self.live, self.web_status, events.read)
         http = HttpServer(
-            cfg.listen, self.metrics.registry, self.healthy, self.ready, routes=web.routes(), auth=auth
+            cfg.listen,
+            self.metrics.registry,
+            self.healthy,
+            self.ready,
+            routes=[*web.routes(), snapshot_route(self.snapshots)],
+            auth=auth,
         )
         await http.start()
         stack.push_async_callback(http.close)

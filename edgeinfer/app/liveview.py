@@ -42,7 +42,10 @@ def _named(shapes: Mapping[str, Any] | Iterable[Any] | None) -> tuple[tuple[str,
     if not shapes:
         return ()
     items = shapes.items() if isinstance(shapes, Mapping) else enumerate(shapes)
-    return tuple((str(name), np.asarray(points, np.float64).reshape(-1, 2)) for name, points in items)
+    return tuple(
+        (str(name), np.asarray(getattr(shape, "polygon", shape), np.float64).reshape(-1, 2))  # a ZoneConfig
+        for name, shape in items
+    )
 
 
 def render_jpeg(
@@ -76,8 +79,9 @@ def render_jpeg(
         x1, y1, x2, y2 = (round(float(v) * scale) for v in box)
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, 2)
         text = f"{label_of(labels, int(cls))} {float(score):.2f}"
-        if track_ids is not None and int(track_ids[i]) >= 0:
-            text = f"#{int(track_ids[i])} {text}"
+        track_id = None if track_ids is None or i >= len(track_ids) else track_ids[i]
+        if track_id is not None and str(track_id) != "-1":
+            text = f"#{track_id} {text}"
         _tag(out, text, np.array([x1, y1]), colour)
     ok, encoded = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:  # only for an image OpenCV cannot encode (a bug upstream of here)

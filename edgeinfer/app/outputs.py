@@ -8,7 +8,7 @@ seconds at most and returns. Nothing is built for a section (``mqtt:``, ``influx
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -41,6 +41,9 @@ def build_outputs(
     registry: CollectorRegistry,
     stats: Callable[[], dict[str, Any]],
     on_trigger: Callable[[str, float, float], None],
+    *,
+    labels: Sequence[str] = (),
+    model: str = "",
 ) -> Outputs:
     """The components for the configured outputs. Raises ConfigError for a bad sensor topic template."""
     # Each output is imported only when configured: influxdb-client alone takes ~16 MB and up to a second
@@ -56,8 +59,24 @@ def build_outputs(
         from edgeinfer.sinks.mqtt_publisher import SINK, MQTTPublisher
 
         backlog = [(SINK, "events")] + ([(INFLUX_SINK, "points")] if forwarder else [])
+        discovery = None
+        if config.homeassistant is not None:  # labels: the detector's, for the per-label count sensors
+            from edgeinfer.sinks.homeassistant import discovery_for
+
+            prefix = config.mqtt.topic_prefix
+            discovery = discovery_for(
+                config.homeassistant, prefix, config.device, config.cameras, labels, model
+            )
         outputs.components.append(
-            MQTTPublisher(config.mqtt, config.device, store, registry, stats, backlog_sinks=tuple(backlog))
+            MQTTPublisher(
+                config.mqtt,
+                config.device,
+                store,
+                registry,
+                stats,
+                backlog_sinks=tuple(backlog),
+                discovery=discovery,
+            )
         )
         if config.mqtt.sensors:
             triggers = Triggers(config.triggers, on_trigger) if config.triggers else None

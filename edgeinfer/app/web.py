@@ -25,6 +25,7 @@ from edgeinfer.app import mjpeg
 from edgeinfer.app.http import Request, Response, Route, Stream
 from edgeinfer.app.livehub import LiveHub
 from edgeinfer.errors import EdgeInferError
+from edgeinfer.tracking.snapshots import URL_PREFIX, SnapshotStore
 
 STALL_S = 10.0
 DEFAULT_EVENTS = 50
@@ -158,3 +159,13 @@ class WebApi:
                         await writer.drain()
 
         return Stream(mjpeg.CONTENT_TYPE, send)
+
+
+def snapshot_route(snapshots: SnapshotStore) -> Route:
+    """``GET /api/snapshots/{camera}/{track_id}.jpg``: a track's best frame (tracking's snapshots)."""
+
+    async def answer(request: Request) -> Response:
+        jpeg = await asyncio.to_thread(snapshots.read, request.params["camera"], request.params["track_id"])
+        return Response(404, b"no such snapshot\n") if jpeg is None else Response(200, jpeg, "image/jpeg")
+
+    return Route(URL_PREFIX + "{camera}/{track_id}.jpg", answer)

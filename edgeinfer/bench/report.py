@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-STAGE_COLUMNS = ("e2e", "queue", "preprocess", "inference", "postprocess", "handoff", "output")
+STAGE_COLUMNS = ("e2e", "queue", "preprocess", "inference", "postprocess", "handoff", "output", "tracking")
 PCTS = ("p50", "p90", "p95", "p99", "max")
 
 

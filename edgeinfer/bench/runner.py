@@ -17,7 +17,7 @@ from edgeinfer.bench.spec import RunSpec
 from edgeinfer.bench.stats import median_spread, merge_latency
 from edgeinfer.bench.worker import PREFIX
 
-STAGES = ("e2e", "queue", "preprocess", "inference", "postprocess", "handoff", "output")
+STAGES = ("e2e", "queue", "preprocess", "inference", "postprocess", "handoff", "output", "tracking")
 TARGET_CAMERAS = 4
 
 

@@ -108,7 +108,12 @@ def local_time(ts: str, fallback_ns: int | None = None) -> str:
 
 
 def format_detections(doc: Mapping[str, Any]) -> str:
-    return ", ".join(f"{d['label']} {d['score']:.2f}" for d in doc.get("detections") or [])
+    """``label score`` per detection, with ``#track_id`` where the detection belongs to a track (its
+    snapshot: /api/snapshots/{camera}/{track_id}.jpg)."""
+    return ", ".join(
+        f"{d['label']} {d['score']:.2f}" + (f" #{d['track_id']}" if d.get("track_id") else "")
+        for d in doc.get("detections") or []
+    )
 
 
 def format_doc(doc: Mapping[str, Any], camera: str | None = None, ts_ns: int | None = None) -> str:

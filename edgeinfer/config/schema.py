@@ -6,6 +6,7 @@ Every model forbids unknown keys so a typo fails loudly; ``*_file`` secrets are 
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -74,6 +75,46 @@ def _refuse_placeholder(value: SecretStr | None, key: str) -> SecretStr | None:
     return value
 
 
+ALL = "all"  # the zone of the whole frame and the label of every label together, in count topics
+
+
+class ZoneConfig(Strict):
+    polygon: list[Point] = Field(description="Polygon in frame pixels, at least 3 points.")
+    objects: list[str] | None = Field(None, description="Labels counted in this zone; default: all.")
+    filter: bool = Field(
+        False, description="Keep only detections inside a filter zone (what the old list form means)."
+    )
+
+    @field_validator("polygon")
+    @classmethod
+    def _polygon(cls, polygon: list[Point]) -> list[Point]:
+        if len(polygon) < 3:
+            raise ValueError(f"a zone needs at least 3 points, got {len(polygon)}")
+        return polygon
+
+
+class TrackingConfig(Strict):
+    """Multi-object tracking (ByteTrack-style) of a camera's detections; see edgeinfer.tracking."""
+
+    enabled: bool = True
+    max_age_s: float = Field(2.0, gt=0, description="A track lost for this long ends.")
+    min_hits: int = Field(3, ge=1, le=100, description="Frames in a row with a detection to confirm a track.")
+    iou: float = Field(0.3, gt=0, lt=1, description="The least IoU for a detection to continue a track.")
+    high_conf: float = Field(0.6, gt=0, lt=1, description="Detections from this score start/continue tracks.")
+    low_conf: float = Field(
+        0.1, gt=0, lt=1, description="Detections from this score (below high_conf) only continue tracks."
+    )
+    update_interval_s: float = Field(2.0, ge=0, description="At most one `update` per track this often.")
+    snapshots: bool = Field(True, description="Keep each track's best-score frame as a JPEG.")
+    snapshot_crop: bool = Field(False, description="Keep only the box (with a margin), not the frame.")
+
+    @model_validator(mode="after")
+    def _low_below_high(self) -> TrackingConfig:
+        if self.low_conf > self.high_conf:
+            raise FieldErrors([(("low_conf",), f"must be at most high_conf ({self.high_conf})")])
+        return self
+
+
 class CameraConfig(Strict):
     name: str = Field(pattern=CAMERA_NAME, description="Used in MQTT topics and series tags.")
     source: int | str | SyntheticSourceConfig = Field(
@@ -87,10 +128,15 @@ class CameraConfig(Strict):
     priority: float = Field(1.0, gt=0, description="Weight under overload; higher goes first, none starves.")
     classes: list[str] | None = Field(None, description="Allow-list of labels; default: all.")
     min_score: dict[str, float] = Field(default_factory=dict, description="Per-label score thresholds.")
-    zones: list[list[Point]] = Field(
-        default_factory=list,
-        description="Polygons in frame pixels; a box counts if its bottom-centre is inside.",
+    zones: dict[str, ZoneConfig] = Field(
+        default_factory=dict,
+        description="Named zones {name: polygon or {polygon, objects}}; the list form [polygon, ...] keeps "
+        "its old meaning: filter zones (a box counts if its bottom-centre is inside one), named zone0, ...",
     )
+    lines: dict[str, list[Point]] = Field(
+        default_factory=dict, description="Named lines {name: [[x1, y1], [x2, y2]]} for crossing counts."
+    )
+    tracking: TrackingConfig = TrackingConfig()
     events: EventPolicy = "on_change"
     context: list[str] = Field(default_factory=list, description="Sensor series attached to events.")
 
@@ -103,13 +149,41 @@ class CameraConfig(Strict):
             _refuse_url_placeholder(source)
         return source
 
-    @field_validator("zones")
+    @field_validator("zones", mode="before")
     @classmethod
-    def _polygons(cls, zones: list[list[Point]]) -> list[list[Point]]:
-        for zone in zones:
-            if len(zone) < 3:
-                raise ValueError(f"a zone needs at least 3 points, got {len(zone)}")
+    def _named_zones(cls, zones: Any) -> Any:
+        if isinstance(zones, list):  # the old form: filter zones, unnamed
+            return {f"zone{i}": {"polygon": polygon, "filter": True} for i, polygon in enumerate(zones)}
+        if isinstance(zones, dict):
+            return {name: {"polygon": z} if isinstance(z, list) else z for name, z in zones.items()}
         return zones
+
+    @field_validator("lines")
+    @classmethod
+    def _segments(cls, lines: dict[str, list[Point]]) -> dict[str, list[Point]]:
+        errors: list[tuple[tuple[str | int, ...], str]] = [
+            ((name,), f"a line is 2 points [[x1, y1], [x2, y2]], got {len(points)}")
+            for name, points in lines.items()
+            if len(points) != 2 or points[0] == points[1]
+        ]
+        if errors:
+            raise FieldErrors(errors)
+        return lines
+
+    @model_validator(mode="after")
+    def _zone_and_line_names(self) -> CameraConfig:
+        errors: list[tuple[tuple[str | int, ...], str]] = []
+        for key, names in (("zones", list(self.zones)), ("lines", list(self.lines))):
+            for name in names:
+                if not re.fullmatch(CAMERA_NAME, name) or name == ALL:
+                    errors.append(((key, name), f"{name!r}: expected a name like a camera's (not {ALL!r})"))
+                elif key == "lines" and name in self.zones:
+                    errors.append(
+                        ((key, name), f"{name!r} is a zone's name too: zones and lines share topics")
+                    )
+        if errors:
+            raise FieldErrors(errors)
+        return self
 
 
 # --------------------------------------------------------------------------- detector, batching
@@ -283,6 +357,15 @@ class InfluxDBConfig(Strict):
 class StorageConfig(Strict):
     max_bytes: ByteSize = Field(512 * 2**20, ge=2**20)
     retention: Duration = Field(7 * 86400.0, gt=0)
+    snapshots_max_bytes: ByteSize = Field(
+        64 * 2**20, ge=0, description="Track snapshots (JPEG) in data_dir/snapshots: oldest go first."
+    )
+
+
+class HomeAssistantConfig(Strict):
+    discovery_prefix: str = Field(
+        "homeassistant", pattern=r"^[^#+]+$", description="Home Assistant's MQTT discovery prefix."
+    )
 
 
 class HTTPConfig(Strict):
@@ -332,11 +415,16 @@ class Config(Strict):
     influxdb: InfluxDBConfig | None = None
     storage: StorageConfig = StorageConfig()
     http: HTTPConfig = HTTPConfig()
+    homeassistant: HomeAssistantConfig | None = Field(
+        None, description="Publish MQTT discovery configs for Home Assistant (needs mqtt:)."
+    )
 
     @model_validator(mode="after")
     def _cross_references(self) -> Config:
         names = [c.name for c in self.cameras]
         errors: list[tuple[tuple[str | int, ...], str]] = []
+        if self.homeassistant is not None and self.mqtt is None:
+            errors.append((("homeassistant",), "needs an mqtt: section (discovery goes through the broker)"))
         first: dict[str, int] = {}
         for index, name in enumerate(names):
             if name in first:

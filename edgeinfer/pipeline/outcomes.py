@@ -1,9 +1,12 @@
-"""From a frame's detections to an outcome: per-camera filters and zones, the event policy, and the event
-JSON and InfluxDB points that go to the store. :class:`OutcomeBuilder` holds the per-camera parts; the
-stages call it on a worker thread, never on the event loop."""
+"""From a frame's detections to an outcome: per-camera filters and zones, tracking and the object
+lifecycle (:mod:`edgeinfer.tracking`), the event policy, and the event JSON, InfluxDB points and MQTT
+messages that go to the store. :class:`OutcomeBuilder` holds the per-camera parts; the stages call it on a
+worker thread, never on the event loop."""
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,9 +20,13 @@ from edgeinfer.pipeline.types import (
     DetectionEvent,
     Outcome,
     StageTimes,
+    TrackedDetections,
 )
 from edgeinfer.sources.frame import Frame
 from edgeinfer.timefmt import rfc3339_ms
+from edgeinfer.tracking.geometry import Polygon, foot_points, points_in_polygon
+from edgeinfer.tracking.lifecycle import CameraLifecycle
+from edgeinfer.tracking.snapshots import SnapshotStore
 
 __all__ = [
     "CameraFilter",
@@ -32,22 +39,12 @@ __all__ = [
 ]
 
 _POINT_FIELDS = tuple((stage.value, f"{stage.value}_ms") for stage in EVENT_STAGES)
-
-
-def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
-    """Even-odd ray casting, vectorised over points (N, 2) for one polygon (M, 2)."""
-    x, y = points[:, 0:1], points[:, 1:2]
-    x1, y1 = polygon[:, 0], polygon[:, 1]
-    x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
-    crosses = (y1 > y) != (y2 > y)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x_at = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
-    inside: np.ndarray = np.logical_and(crosses, x < x_at).sum(axis=1) % 2 == 1
-    return inside
+TRACKING_SAMPLES = 10_000  # the builder keeps this many per-frame tracking times (benchmarks read them)
 
 
 class CameraFilter:
-    """Class allow-list, per-class minimum scores and zones (bottom-centre of the box inside a polygon)."""
+    """Class allow-list, per-class minimum scores and filter zones (bottom-centre of the box inside one of
+    the polygons; the old list form of ``zones``, or named zones with ``filter: true``)."""
 
     def __init__(self, camera: CameraConfig, labels: list[str]) -> None:
         self._allowed = None
@@ -57,7 +54,7 @@ class CameraFilter:
         for label, score in camera.min_score.items():
             if label in labels:
                 self._min_score[labels.index(label)] = score
-        self._zones = [np.asarray(zone, np.float64) for zone in camera.zones]
+        self._zones = [Polygon(np.asarray(z.polygon, np.float64)) for z in camera.zones.values() if z.filter]
         self.passthrough = self._allowed is None and not camera.min_score and not self._zones
 
     def __call__(self, dets: Detections) -> Detections:
@@ -68,8 +65,8 @@ class CameraFilter:
         if self._allowed is not None:
             keep &= self._allowed[cls] & (dets.class_id < len(self._allowed))
         if self._zones:
-            foot = np.stack([(dets.xyxy[:, 0] + dets.xyxy[:, 2]) / 2, dets.xyxy[:, 3]], axis=1)
-            keep &= np.any([points_in_polygon(foot, zone) for zone in self._zones], axis=0)
+            foot = foot_points(dets.xyxy)
+            keep &= np.any([zone.contains(foot) for zone in self._zones], axis=0)
         return dets.select(keep)
 
 
@@ -119,22 +116,24 @@ def build_outcome(
     batch_size: int,
     emit: bool,
     context: dict[str, object] | None = None,
+    track_ids: Sequence[str | None] | None = None,
 ) -> Outcome:
-    """The event JSON (if emitted) and the InfluxDB points: ``inference`` always, ``detections`` with events."""
+    """The event JSON (if emitted) and the InfluxDB points: ``inference`` always, ``detections`` with events.
+    ``track_ids``: per detection, for a tracking camera (each detection gains ``track_id``)."""
     ts = frame.wall_ns
     tags = {"device": device, "camera": frame.camera, "model": model}
     fields: dict[str, float | int] = {key: round(latency_ms[stage], 3) for stage, key in _POINT_FIELDS}
     fields["batch_size"] = batch_size
     points = [(ts, format_point("inference", tags, fields, ts))]
     if not emit:
-        return Outcome(None, points, dets)
+        return Outcome(None, points, detections=dets)
     event = DetectionEvent(
         device=device,
         camera=frame.camera,
         seq=frame.seq,
         wall_ns=ts,
         model=model,
-        detections=tuple(dets.to_json(labels)),
+        detections=tuple(_with_track_ids(dets.to_json(labels), track_ids)),
         latency=latency_ms,
         batch_size=batch_size,
         context=context or None,
@@ -150,14 +149,27 @@ def build_outcome(
             "mean_score": round(sum(scores) / len(scores), 4),
         }
         points.append((ts, format_point("detections", {**tags, "label": label}, summary, ts)))
-    return Outcome(event.row(), points, dets)
+    return Outcome(event.row(), points, detections=dets)
+
+
+def _with_track_ids(
+    objects: list[dict[str, object]], track_ids: Sequence[str | None] | None
+) -> list[dict[str, object]]:
+    if track_ids is not None:
+        for obj, track_id in zip(objects, track_ids, strict=True):
+            obj["track_id"] = track_id
+    return objects
 
 
 class OutcomeBuilder:
-    """Every camera's filter, event policy and context series; builds each frame's :class:`Outcome`.
+    """Every camera's filter, tracking, event policy and context series; builds each frame's :class:`Outcome`.
 
-    :meth:`filter` is pure. :meth:`build` advances the camera's event policy: call it for one camera's
-    frames in their order, from one thread at a time (the stages guarantee both)."""
+    :meth:`filter` is pure. :meth:`build` advances the camera's tracker and event policy: call it for one
+    camera's frames in their order, from one thread at a time (the stages guarantee both).
+
+    ``conf``: events report detections from this score on (the detector may keep lower ones for the
+    trackers: :func:`edgeinfer.tracking.decoder_conf`). ``track_prefix``: the first part of every track id
+    (the daemon's boot count, so ids never repeat across restarts; default: the time in seconds)."""
 
     def __init__(
         self,
@@ -167,9 +179,20 @@ class OutcomeBuilder:
         labels: list[str],
         model: str,
         context: ContextLookup | None = None,
+        conf: float | None = None,
+        track_prefix: str | None = None,
+        snapshots: SnapshotStore | None = None,
     ) -> None:
         self.device, self.labels, self.model = device, labels, model
         self._context = context
+        self._conf = conf
+        prefix = track_prefix if track_prefix is not None else str(int(time.time()))
+        self._lifecycles = {
+            c.name: CameraLifecycle(c, device=device, labels=labels, prefix=prefix, snapshots=snapshots)
+            for c in cameras
+            if c.tracking.enabled
+        }
+        self.tracking_ms: deque[float] = deque(maxlen=TRACKING_SAMPLES)  # per frame of a tracking camera
         self._filters = {c.name: CameraFilter(c, labels) for c in cameras}
         self._policies = {c.name: EventPolicy(c.events) for c in cameras}
         self._series = {c.name: list(c.context) for c in cameras}
@@ -178,10 +201,24 @@ class OutcomeBuilder:
         return self._filters[camera](dets)
 
     def build(self, frame: Frame, dets: Detections, times: StageTimes, batch_size: int) -> Outcome:
+        track_ids: list[str | None] | None = None
+        lifecycle = self._lifecycles.get(frame.camera)
+        step = None
+        if lifecycle is not None:
+            start = time.perf_counter()
+            step = lifecycle.step(frame, dets)
+            self.tracking_ms.append((time.perf_counter() - start) * 1e3)
+            track_ids = step.track_ids
+        if self._conf is not None and len(dets):
+            keep = dets.confidence >= self._conf
+            if not keep.all():
+                dets = dets.select(keep)
+                if track_ids is not None:
+                    track_ids = [track_ids[i] for i in np.flatnonzero(keep).tolist()]
         emit = self._policies[frame.camera].should_emit(dets.class_id, frame.mono)
         series = self._series[frame.camera]
         context = self._context(series) if emit and series and self._context else None
-        return build_outcome(
+        outcome = build_outcome(
             device=self.device,
             model=self.model,
             frame=frame,
@@ -191,4 +228,20 @@ class OutcomeBuilder:
             batch_size=batch_size,
             emit=emit,
             context=context,
+            track_ids=track_ids,
         )
+        if step is None:
+            return outcome
+        tracked = TrackedDetections(dets.xyxy, dets.confidence, dets.class_id, tuple(track_ids or ()))
+        return Outcome(outcome.event, outcome.points + step.points, step.messages, tracked)
+
+    def finish(self) -> list[Outcome]:
+        """The pipeline stops: every camera's tracks end and its counts go to zero (call it after the last
+        :meth:`build`, from the same thread or once those are done)."""
+        wall_ns, mono = time.time_ns(), time.monotonic()
+        outcomes = []
+        for lifecycle in self._lifecycles.values():
+            step = lifecycle.finish(wall_ns, mono)
+            if step.messages or step.points:
+                outcomes.append(Outcome(None, step.points, step.messages))
+        return outcomes

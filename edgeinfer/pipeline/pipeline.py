@@ -37,6 +37,7 @@ from edgeinfer.pipeline.types import (
 from edgeinfer.sources.capture import STALL_S, Capture
 from edgeinfer.sources.factory import open_reader
 from edgeinfer.sources.frame import Frame
+from edgeinfer.tracking.snapshots import SnapshotStore
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,8 @@ class Pipeline:
         instances: Sequence[DetectorLike[Any]] | None = None,
         max_batch_size: int | None = None,
         on_result: FrameResultHook | None = None,
+        track_prefix: str | None = None,
+        snapshots: SnapshotStore | None = None,
     ) -> None:
         """``instances``: the detector's runtime instances (default: the detector alone);
         ``max_batch_size``: a lower batch cap than the config's (the detector tuning's choice)."""
@@ -94,7 +97,11 @@ class Pipeline:
             labels=detector.labels,
             model=detector.info.name,
             context=context,
+            conf=config.detector.conf,
+            track_prefix=track_prefix,  # the daemon passes Store.next_boot(): track ids never repeat
+            snapshots=snapshots,
         )
+        self.builder = builder
         self.stages = Stages(detector, builder, instances=instances, clock=clock)
         self.processed: dict[str, int] = {c.name: 0 for c in config.cameras}
         self.frames_total = 0

@@ -18,7 +18,7 @@ import numpy as np
 
 from edgeinfer.detect.detections import Detections
 from edgeinfer.sources.frame import Frame
-from edgeinfer.store.sqlite import EventRow
+from edgeinfer.store.sqlite import EventRow, MessageRow
 from edgeinfer.timefmt import rfc3339_ms
 
 
@@ -107,11 +107,13 @@ class DetectionEvent:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What one processed frame produces for the store: the event row (if emitted) and the points; and
-    the detections it was built from (after the camera's filters), for the live view."""
+    """What one processed frame produces for the store: the event row (if emitted), the points, and the
+    other MQTT messages (tracking lifecycle, retained counts); and the detections it was built from
+    (after the camera's filters), for the live view."""
 
     event: EventRow | None
     points: list[tuple[int, str]]
+    messages: Sequence[MessageRow] = ()
     detections: Detections | None = None
 
 
@@ -162,6 +164,13 @@ class DetectorLike(Protocol[P]):
 # Each processed frame and its detections, on the event loop, in each camera's frame order. It must only
 # keep references (the live view encodes later, and only while somebody watches).
 FrameResultHook = Callable[[Frame, Detections], None]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TrackedDetections(Detections):
+    """Detections of a tracking camera, each with its track id (None: not tracked), for the live view."""
+
+    track_id: tuple[str | None, ...] = ()
 
 
 class PipelineObserver(Protocol):

@@ -3,10 +3,15 @@
 Topics (``{prefix}`` defaults to ``edgeinfer``):
 
 - ``{prefix}/{device}/{camera}/detections``: the event JSON, configured QoS (default 1), not retained;
+- the store's ``messages`` stream (tracking: ``{camera}/objects`` lifecycle, retained ``.../count``
+  counts), each at ``{prefix}/{device}/{topic}`` with its own retain flag, configured QoS; drained the
+  same way as events, alongside them, with a window and a cursor of its own;
 - ``{prefix}/{device}/status``: ``online`` (retained, QoS 1) after each connect, ``offline`` as the
   retained last will and on clean shutdown;
 - ``{prefix}/{device}/stats``: every ``stats_interval_s``, the daemon's stats plus ``store_backlog``,
-  QoS 0, not retained (stats are not stored while the broker is away).
+  QoS 0, not retained (stats are not stored while the broker is away);
+- with ``homeassistant:``, the discovery configs of :mod:`edgeinfer.sinks.homeassistant` (retained, QoS 1)
+  after each connect, and empty retained payloads for the entities of cameras no longer configured.
 
 Events go out in store order over one connection with a bounded window of unacknowledged messages. The
 store cursor moves to the highest id below which every message was acknowledged (PUBACK). When the
@@ -47,6 +52,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from edgeinfer.aio import wait_any
 from edgeinfer.config import MQTTConfig
 from edgeinfer.mqtt.client import ConnectionLost, Message, MQTTClient, PublishRejected, Will
+from edgeinfer.sinks.homeassistant import Discovery
 from edgeinfer.store.sqlite import AsyncStore, OutboxRow, Stream
 from edgeinfer.timefmt import rfc3339_now
 
@@ -58,6 +64,9 @@ ECHO_TIMEOUT_S = 5.0
 # On stop: keep publishing what the store holds for this long at most, then say offline (0.75 s) and
 # disconnect (0.5 s): together within the daemon's drain deadline for outputs (3 s).
 DRAIN_S = 1.5
+# After subscribing to the discovery topics: how long to wait for the broker's retained configs (it sends
+# them right after the SUBACK) before clearing those no longer configured.
+DISCOVERY_SETTLE_S = 1.0
 
 
 class MQTTPublisher:
@@ -79,8 +88,11 @@ class MQTTPublisher:
         backoff: tuple[float, float] = (0.5, 30.0),
         log_interval_s: float = 60.0,
         drain_s: float = DRAIN_S,
+        discovery: Discovery | None = None,
     ) -> None:
         self.cfg = cfg
+        self.discovery = discovery
+        self._retained_configs: set[str] = set()  # discovery configs the broker retains for this node
         self.device = device
         self.store = store
         self.stats = stats
@@ -141,6 +153,7 @@ class MQTTPublisher:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.store.run(self.store.store.register_sink, SINK, "events")
+        await self.store.run(self.store.store.register_sink, SINK, "messages")
         client_stop = asyncio.Event()
         connection = asyncio.create_task(self.client.run(client_stop), name="mqtt-publisher-connection")
         stats = asyncio.create_task(self._stats_loop(stop), name="mqtt-publisher-stats")
@@ -181,16 +194,26 @@ class MQTTPublisher:
             if not any(reason.is_failure for reason in reasons):
                 check = asyncio.create_task(self._check_delivery(), name="mqtt-publisher-delivery-check")
         status = self._publish_quietly(self.status_topic, "online", qos=1, retain=True)
+        announce = None
+        if self.discovery is not None:
+            announce = asyncio.create_task(self._announce(self.discovery), name="mqtt-publisher-discovery")
         try:
-            await self._publish_events(stop)
+            await asyncio.gather(self._publish_stream("events", stop), self._publish_stream("messages", stop))
         finally:
             if check is not None:
                 check.cancel()
+            if announce is not None:
+                announce.cancel()
             if status is not None and not status.done():
                 status.cancel()
 
-    async def _publish_events(self, stop: asyncio.Event) -> None:
-        cursor = await self.store.run(self.store.store.cursor, SINK, "events")
+    def _topic(self, row: OutboxRow) -> str:
+        if row.topic is not None:  # the messages stream
+            return f"{self.base}/{row.topic}"
+        return f"{self.base}/{row.camera}/detections"
+
+    async def _publish_stream(self, stream: Stream, stop: asyncio.Event) -> None:
+        cursor = await self.store.run(self.store.store.cursor, SINK, stream)
         after = cursor
         inflight: dict[int, tuple[OutboxRow, asyncio.Future[None]]] = {}
         deadline: float | None = None
@@ -199,11 +222,11 @@ class MQTTPublisher:
                 deadline = time.monotonic() + self.drain_s
             room = self.window - len(inflight)
             if room > 0 and (deadline is None or time.monotonic() < deadline):
-                rows = await self.store.run(self.store.store.pending, SINK, "events", room, after)
+                rows = await self.store.run(self.store.store.pending, SINK, stream, room, after)
                 try:
                     for row in rows:
-                        topic = f"{self.base}/{row.camera}/detections"
-                        inflight[row.id] = (row, self.client.publish(topic, row.body, self.cfg.qos))
+                        future = self.client.publish(self._topic(row), row.body, self.cfg.qos, row.retain)
+                        inflight[row.id] = (row, future)
                         after = row.id
                 except ConnectionLost:
                     return
@@ -217,12 +240,12 @@ class MQTTPublisher:
             await asyncio.wait(
                 [f for _, f in inflight.values()], timeout=timeout, return_when="FIRST_COMPLETED"
             )
-            cursor, lost = await self._settle(inflight, cursor)
+            cursor, lost = await self._settle(stream, inflight, cursor)
             if lost or (deadline is not None and time.monotonic() >= deadline):
                 break
 
     async def _settle(
-        self, inflight: dict[int, tuple[OutboxRow, asyncio.Future[None]]], cursor: int
+        self, stream: Stream, inflight: dict[int, tuple[OutboxRow, asyncio.Future[None]]], cursor: int
     ) -> tuple[int, bool]:
         """Pop the acknowledged prefix of the window, move the cursor. Returns (cursor, connection lost)."""
         done_upto, lost, delivered = cursor, False, 0
@@ -240,13 +263,15 @@ class MQTTPublisher:
                 delivered += 1
             del inflight[row_id]
             done_upto = row_id
+        kind = "event" if stream == "events" else "message"
         for row, exc in dead:
-            self._refusal("event", exc, f"event {row.id}")
-            await self.store.run(self.store.store.dead_letter, SINK, "events", [row], str(exc))
+            self._refusal(kind, exc, f"{kind} {row.id}")
+            await self.store.run(self.store.store.dead_letter, SINK, stream, [row], str(exc))
             self._dead.inc()
         if done_upto > cursor:
-            await self.store.run(self.store.store.ack, SINK, "events", done_upto)
-            self._published.inc(delivered)
+            await self.store.run(self.store.store.ack, SINK, stream, done_upto)
+            if stream == "events":
+                self._published.inc(delivered)
         return done_upto, lost
 
     # ----------------------------------------------------------------- refusals
@@ -268,6 +293,33 @@ class MQTTPublisher:
     def _on_message(self, message: Message) -> None:
         if message.topic == self.status_topic and message.payload == b"online" and not message.retain:
             self._echo.set()
+        elif self.discovery is not None and message.retain and self.discovery.is_ours(message.topic):
+            if message.payload:
+                self._retained_configs.add(message.topic)
+            else:
+                self._retained_configs.discard(message.topic)
+
+    async def _announce(self, discovery: Discovery) -> None:
+        """Home Assistant discovery: publish every entity's config, then clear the ones the broker still
+        retains for this node that the config no longer has (a camera or label removed)."""
+        self._retained_configs.clear()
+        try:
+            reasons = await self.client.subscribe([(discovery.subscription, 1)])
+        except ConnectionLost:
+            return
+        for topic, payload in discovery.configs().items():
+            self._publish_quietly(topic, payload, qos=1, retain=True)
+        if any(reason.is_failure for reason in reasons):
+            logger.warning(
+                "Home Assistant discovery: cannot read %s; old entities stay", discovery.subscription
+            )
+            return
+        await asyncio.sleep(DISCOVERY_SETTLE_S)
+        stale = discovery.stale(self._retained_configs)
+        for topic in stale:
+            self._publish_quietly(topic, "", qos=1, retain=True)
+        if stale:
+            logger.info("Home Assistant discovery: removed %d entit(ies) no longer configured", len(stale))
 
     async def _check_delivery(self) -> None:
         delivered = await wait_any(self._echo, within=ECHO_TIMEOUT_S)

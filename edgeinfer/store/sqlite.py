@@ -4,7 +4,9 @@ Every event and every measurement is committed here before it leaves the device.
 
 - ``events``: detection event JSON, one row per event (read back by ``edgeinfer events`` as
   :class:`StoredEvent`, drained to MQTT);
-- ``points``: InfluxDB line protocol, one row per point (drained to InfluxDB).
+- ``points``: InfluxDB line protocol, one row per point (drained to InfluxDB);
+- ``messages``: other MQTT messages with their topic (below ``{prefix}/{device}/``) and retain flag: the
+  tracking lifecycle and the retained counts (drained to MQTT, in order, like events).
 
 Each sink keeps a cursor per stream (the highest row id the far side acknowledged). Rows stay after
 delivery so the device keeps a local history; they leave only by retention age or the size cap, oldest
@@ -47,8 +49,8 @@ from edgeinfer.errors import StoreError
 
 logger = logging.getLogger(__name__)
 
-Stream = Literal["events", "points"]
-STREAMS: tuple[Stream, ...] = ("events", "points")
+Stream = Literal["events", "points", "messages"]
+STREAMS: tuple[Stream, ...] = ("events", "points", "messages")
 
 STORE_FILE = "edgeinfer.db"  # in data_dir
 RESERVE_SUFFIX = "-reserve"  # edgeinfer.db-reserve: space set aside so pruning can run on a full disk
@@ -72,6 +74,14 @@ CREATE TABLE IF NOT EXISTS points (
     line TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS points_ts ON points (ts_ns);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts_ns INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    body TEXT NOT NULL,
+    retain INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS messages_ts ON messages (ts_ns);
 CREATE TABLE IF NOT EXISTS cursors (
     sink TEXT NOT NULL,
     stream TEXT NOT NULL,
@@ -92,8 +102,19 @@ CREATE TABLE IF NOT EXISTS counters (
     value INTEGER NOT NULL
 );
 """
-_BODY_COLUMN = {"events": "body", "points": "line"}
+_BODY_COLUMN = {"events": "body", "points": "line", "messages": "body"}
 _SEQ_COUNTER = "seq."  # counters row per camera: the highest event seq stored
+_BOOT_COUNTER = "boot"  # counts the daemon's starts on this store: the prefix of track ids
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    """An MQTT message for the ``messages`` stream; ``topic`` is below ``{prefix}/{device}/``."""
+
+    topic: str
+    body: str
+    ts_ns: int
+    retain: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +171,8 @@ class OutboxRow:
     id: int
     body: str
     camera: str | None = None  # events only
+    topic: str | None = None  # messages only
+    retain: bool = False  # messages only
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,8 +248,13 @@ class Store:
 
     # ----------------------------------------------------------------- writing
 
-    def append(self, events: Sequence[EventRow] = (), points: Sequence[str | tuple[int, str]] = ()) -> None:
-        """Commit events and points in one transaction. Points are lines, or (ts_ns, line) pairs.
+    def append(
+        self,
+        events: Sequence[EventRow] = (),
+        points: Sequence[str | tuple[int, str]] = (),
+        messages: Sequence[MessageRow] = (),
+    ) -> None:
+        """Commit events, points and messages in one transaction. Points are lines, or (ts_ns, line) pairs.
 
         A commit that fails for lack of disk space makes room (see the module docstring) and is tried once
         more; StoreError if it still fails (nothing of it is stored then). After a commit the size cap is
@@ -238,12 +266,12 @@ class Store:
             if e.seq is not None and e.seq > seqs.get(e.camera, -1):
                 seqs[e.camera] = e.seq
         try:
-            self._insert(events, point_rows, seqs)
+            self._insert(events, point_rows, seqs, messages)
         except StoreError as exc:
             if not self._disk_full(exc):
                 raise
             self._make_room(exc)
-            self._insert(events, point_rows, seqs)
+            self._insert(events, point_rows, seqs, messages)
         try:
             if self._used_bytes() > self.cap_bytes:
                 self._add_unreported(self._enforce_cap())
@@ -251,9 +279,18 @@ class Store:
             logger.warning("local store: applying the size cap after a commit failed: %s", exc)
 
     def _insert(
-        self, events: Sequence[EventRow], point_rows: list[tuple[str, int]], seqs: dict[str, int]
+        self,
+        events: Sequence[EventRow],
+        point_rows: list[tuple[str, int]],
+        seqs: dict[str, int],
+        messages: Sequence[MessageRow] = (),
     ) -> None:
         with self._tx() as db:
+            if messages:
+                db.executemany(
+                    "INSERT INTO messages (ts_ns, topic, body, retain) VALUES (?, ?, ?, ?)",
+                    [(m.ts_ns, m.topic, m.body, int(m.retain)) for m in messages],
+                )
             if events:
                 db.executemany(
                     "INSERT INTO events (camera, ts_ns, body) VALUES (?, ?, ?)",
@@ -291,6 +328,15 @@ class Store:
                     [(_SEQ_COUNTER + camera, seq) for camera, seq in rows],
                 )
         return {str(camera): int(seq) + 1 for camera, seq in rows}
+
+    def next_boot(self) -> int:
+        """Count one more start of the daemon on this store and return the count (1 for the first): the
+        prefix that keeps track ids unique across restarts, as the seq counter does for events."""
+        with self._tx() as db:
+            self._bump(db, _BOOT_COUNTER, 1)
+            return int(
+                db.execute("SELECT value FROM counters WHERE name = ?", (_BOOT_COUNTER,)).fetchone()[0]
+            )
 
     # ----------------------------------------------------------------- reading
 
@@ -357,12 +403,15 @@ class Store:
         """The next rows the sink has not had acknowledged, oldest first."""
         start = self.cursor(sink, stream) if after_id is None else after_id
         camera = "camera" if stream == "events" else "NULL"
+        topic, retain = ("topic", "retain") if stream == "messages" else ("NULL", "0")
         sql = (
-            f"SELECT id, {_BODY_COLUMN[stream]}, {camera} FROM {stream} "  # noqa: S608
+            f"SELECT id, {_BODY_COLUMN[stream]}, {camera}, {topic}, {retain} FROM {stream} "  # noqa: S608
             "WHERE id > ? ORDER BY id LIMIT ?"
         )
         with self._lock:
-            return [OutboxRow(r[0], r[1], r[2]) for r in self._db.execute(sql, (start, limit))]
+            return [
+                OutboxRow(r[0], r[1], r[2], r[3], bool(r[4])) for r in self._db.execute(sql, (start, limit))
+            ]
 
     def backlog(self, sink: str, stream: Stream) -> int:
         start = self.cursor(sink, stream)

@@ -127,9 +127,10 @@ class StoreWriter:
         batch = list(itertools.islice(self._held, self._max_commit))
         events: list[EventRow] = [o.event for o in batch if o.event is not None]
         points = [p for o in batch for p in o.points]
+        messages = [m for o in batch for m in o.messages]
         start = time.perf_counter()
         try:
-            await self._store.run(self._store.store.append, events, points)
+            await self._store.run(self._store.store.append, events, points, messages)
         except Exception as exc:  # StoreError from the store; anything else is a failure all the same
             self._metrics.errors.labels("store").inc()
             self._on_failure(exc, len(batch))

@@ -6,14 +6,17 @@ deterministically on a fake detector in tests/unit/test_pipeline*.py."""
 import asyncio
 import json
 import resource
+import sqlite3
 import urllib.error
 import urllib.request
+from collections import Counter
 
 import pytest
 
 from edgeinfer.app.daemon import Daemon, open_store
 from edgeinfer.config import Config, DetectorConfig, HTTPConfig
 from edgeinfer.detect.build import open_detector
+from edgeinfer.store.sqlite import STORE_FILE
 
 
 def synthetic_config(tmp_path, cameras, **batching):
@@ -59,9 +62,15 @@ def test_four_unlimited_cameras_batch_and_share_fairly(tmp_path, detector):
         events = [json.loads(e.body) for e in store.events()]
     finally:
         store.close()
+    with sqlite3.connect(config.data_dir / STORE_FILE) as db:
+        measurements = Counter(line.split(",", 1)[0] for (line,) in db.execute("SELECT line FROM points"))
     assert len(events) == summary.events
-    # One inference point per processed frame, one detections point per label in each event.
-    assert points == summary.frames + sum(len({d["label"] for d in e["detections"]}) for e in events)
+    # One inference point per processed frame, one detections point per label in each event; the rest is
+    # tracking's (objects: counts, tracks: ended tracks).
+    assert measurements["inference"] == summary.frames
+    assert measurements["detections"] == sum(len({d["label"] for d in e["detections"]}) for e in events)
+    assert set(measurements) == {"inference", "detections", "objects", "tracks"}
+    assert points == sum(measurements.values())
     for cam in p.processed:
         seqs = [e["seq"] for e in events if e["camera"] == cam]
         assert seqs == sorted(seqs)

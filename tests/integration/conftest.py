@@ -262,7 +262,7 @@ def victoria(victoria_server: Server) -> VictoriaMetrics:
 def schemas() -> dict[str, jsonschema.Draft202012Validator]:
     """A checked validator per payload schema (built once: jsonschema.validate re-checks the schema per call)."""
     validators = {}
-    for name in ("detection-event", "status", "stats"):
+    for name in ("detection-event", "object-event", "status", "stats"):
         schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
         jsonschema.Draft202012Validator.check_schema(schema)
         validators[name] = jsonschema.Draft202012Validator(schema)

@@ -214,7 +214,10 @@ def test_track_ids_are_drawn_when_the_detections_carry_them() -> None:
 def test_overlay_of_a_camera_reads_list_zones_and_named_maps() -> None:
     camera = CameraConfig(name="dock", source=0, zones=[[(0, 0), (10, 0), (10, 10)]])
     overlay = Overlay.of(camera)
-    assert [name for name, _ in overlay.zones] == ["0"] and overlay.zones[0][1].shape == (3, 2)
+    assert [name for name, _ in overlay.zones] == ["zone0"] and overlay.zones[0][1].shape == (
+        3,
+        2,
+    )  # as tracking names it
     assert overlay.lines == ()
 
     @dataclass

@@ -26,13 +26,13 @@ class FlakyStore(Store):
     attempts = 0
     sizes: list[int]
 
-    def append(self, events=(), points=()):
+    def append(self, events=(), points=(), messages=()):
         self.attempts += 1
         self.__dict__.setdefault("sizes", []).append(len(events))
         if self.failures:
             self.failures -= 1
             raise StoreError("local store: database or disk is full")
-        super().append(events, points)
+        super().append(events, points, messages)
 
 
 def outcome(i: int) -> Outcome:
