@@ -137,19 +137,36 @@ build_image() {
   fi
 }
 
-# the builder stage runs on the build machine's own architecture (pure-Python wheel), so its base is needed too
+base_list() {
+  podman manifest rm "$BASE_LIST" >/dev/null 2>&1 || true
+  podman manifest create "$BASE_LIST" >/dev/null
+  for arch in amd64 arm64; do
+    if podman image exists "$(base_tag "$arch")"; then
+      podman manifest add "$BASE_LIST" "containers-storage:$(base_tag "$arch")" >/dev/null
+    fi
+  done
+}
+
+# The builder stage runs on the build machine's own architecture (pure-Python wheel), so its base is needed
+# in any case. A foreign base (minutes under qemu) is made in the background meanwhile, while the host's
+# image builds: on a 2-core CI machine that overlaps the two slowest steps.
 build_base "$host_arch"
-for arch in "${arches[@]}"; do
-  [ "$arch" = "$host_arch" ] || build_base "$arch"
+base_list
+foreign=()
+for arch in "${arches[@]}"; do [ "$arch" = "$host_arch" ] || foreign+=("$arch"); done
+pids=()
+for arch in "${foreign[@]}"; do
+  ( build_base "$arch" 2>&1 | sed -u "s/^/[base $arch] /" ) &
+  pids+=($!)
 done
-podman manifest rm "$BASE_LIST" >/dev/null 2>&1 || true
-podman manifest create "$BASE_LIST" >/dev/null
-for arch in amd64 arm64; do
-  if podman image exists "$(base_tag "$arch")"; then
-    podman manifest add "$BASE_LIST" "containers-storage:$(base_tag "$arch")" >/dev/null
-  fi
+if [ "$base_only" = 0 ] && [[ " ${arches[*]} " == *" $host_arch "* ]]; then
+  build_image "$host_arch"
+fi
+for pid in "${pids[@]}"; do
+  wait "$pid" || { echo "build-images.sh: a base image build failed (log above)" >&2; exit 1; }
 done
+[ ${#foreign[@]} -eq 0 ] || base_list
 [ "$base_only" = 1 ] && exit 0
-for arch in "${arches[@]}"; do
+for arch in "${foreign[@]}"; do
   build_image "$arch"
 done

@@ -1,7 +1,7 @@
 """`edgeinfer detect --json DIR` with NMS ties broken by index: the test harness for tests/containers.
 
-numpy's default argsort is SIMD code specific to the CPU (x86-simd-sort on x86, Highway on Arm) and orders
-equal scores differently, so where two overlapping candidates have the same INT8 score, NMS keeps one on
+numpy's default argsort is not stable and dispatches to CPU-specific SIMD code; it ordered equal scores
+differently in the amd64 and arm64 images, so where two overlapping candidates have the same INT8 score, NMS keeps one on
 amd64 and the other on arm64. Run inside an image (mounted in), this makes that one choice the same on both,
 so what remains to compare is the model, the runtime and the pre/post-processing. Test code, not product.
 """
