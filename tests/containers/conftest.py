@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -68,8 +69,17 @@ def built_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         command += ["--ca-bundle", str(HOST_CA_BUNDLE)]
     log = saved / "build.log"
     with log.open("w") as out:
-        result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=podman_env(), timeout=1500)
-    assert result.returncode == 0, f"scripts/build-images.sh failed:\n{log.read_text()[-6000:]}"
+        # its own process group, so a timeout or Ctrl-C stops the podman builds under it too
+        build = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=podman_env(), start_new_session=True
+        )
+        try:
+            returncode = build.wait(timeout=1500)
+        except BaseException:
+            os.killpg(build.pid, signal.SIGTERM)
+            build.wait(60)
+            raise
+    assert returncode == 0, f"scripts/build-images.sh failed:\n{log.read_text()[-6000:]}"
     for arch, tag in IMAGES.items():
         inspect = json.loads(podman("image", "inspect", tag).stdout)[0]
         assert inspect["Architecture"] == arch, f"{tag} is {inspect['Architecture']}"

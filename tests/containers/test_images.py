@@ -22,7 +22,8 @@ import pytest
 
 from tests.containers.conftest import IMAGES, ROOT, Podman, arm64_run_args, podman
 
-pytestmark = [pytest.mark.containers, pytest.mark.slow]
+# the first test's setup builds both images (about 8 minutes from nothing on a 2-core machine)
+pytestmark = [pytest.mark.containers, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 PRODUCTION = ["--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
 DATA = "/var/lib/edgeinfer"

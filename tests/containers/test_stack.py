@@ -33,7 +33,8 @@ import pytest
 
 from tests.containers.conftest import ROOT, podman, podman_env
 
-pytestmark = [pytest.mark.containers, pytest.mark.slow]
+# the first test's setup builds both images (about 8 minutes from nothing on a 2-core machine)
+pytestmark = [pytest.mark.containers, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 # the dev extra's podman-compose, next to this interpreter (a venv's bin/ need not be on PATH)
 PODMAN_COMPOSE = str(Path(sys.executable).with_name("podman-compose"))
