@@ -15,3 +15,5 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# podman, buildah, mmdebstrap, qemu-user-static for tests/containers (the images and the compose stack)
+"$(dirname "$0")/container-tools.sh"

@@ -11,6 +11,7 @@ is safe while the pipeline prepares the next batch).
 from __future__ import annotations
 
 import functools
+import platform
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,12 @@ import cv2
 import numpy as np
 
 PAD_VALUE = 114  # Ultralytics' letterbox grey
+# The letterbox resize. INTER_LINEAR is what Ultralytics' letterbox uses (tests/unit/test_ultralytics_compat.py
+# holds x86 to it). OpenCV's aarch64 wheels run INTER_LINEAR through another HAL that rounds differently: the
+# arm64 image's 640x480 -> 320x240 resize of the bundled test images differed from amd64's, and its boxes by
+# up to 4 px. INTER_LINEAR_EXACT there gives the bytes x86's INTER_LINEAR gives for that geometry
+# (containers/README.md, "arm64 runtime"), so an arm64 box sees what an x86 box sees.
+RESIZE = cv2.INTER_LINEAR_EXACT if platform.machine() in {"aarch64", "arm64"} else cv2.INTER_LINEAR
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +218,7 @@ class Preprocessor:
                 plane[...] = writer.pad  # the letterbox bars, already in the input's domain
                 slot.bars[i] = box
             if (box.new_w, box.new_h) != (image.shape[1], image.shape[0]):
-                image = cv2.resize(image, (box.new_w, box.new_h), interpolation=cv2.INTER_LINEAR)
+                image = cv2.resize(image, (box.new_w, box.new_h), interpolation=RESIZE)
             region = plane[box.pad_top : box.pad_top + box.new_h, box.pad_left : box.pad_left + box.new_w]
             writer.write(image, region)  # every pixel of the region: nothing of the last batch remains
             boxes.append(box)

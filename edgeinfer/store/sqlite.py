@@ -26,16 +26,25 @@ The class is synchronous and thread-safe (one connection, one lock); the daemon 
 dedicated thread (see :class:`AsyncStore`) so SQLite never blocks the event loop. ``readonly=True``
 (``edgeinfer events``) opens the file read-only and writes nothing: no schema, no pragmas that write, no
 checkpoint, no reserve; a store on a read-only file system or without write permission reads fine.
+
+One writer per data directory. A writable store holds an advisory lock (``flock``) on ``edgeinfer.db.lock``
+for as long as it is open, and a second writer, in this process or another (another container on the
+same volume, a blue-green replacement started too early), is refused with a :class:`StoreError` that names
+the directory and the holder (pid, host, start time, written into the lock file) instead of interleaving
+two outboxes. The kernel drops the lock when the holder exits, however it exits, so a stale lock file
+never blocks a restart. Readers (``readonly=True``) take no lock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import math
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -53,6 +62,7 @@ Stream = Literal["events", "points", "messages"]
 STREAMS: tuple[Stream, ...] = ("events", "points", "messages")
 
 STORE_FILE = "edgeinfer.db"  # in data_dir
+LOCK_SUFFIX = ".lock"  # edgeinfer.db.lock: held (flock) by the one process that writes the store
 RESERVE_SUFFIX = "-reserve"  # edgeinfer.db-reserve: space set aside so pruning can run on a full disk
 MIN_WAL_BYTES, MAX_WAL_BYTES = 256 * 2**10, 4 * 2**20
 SHM_BYTES = 32 * 2**10  # the WAL index of a WAL within MAX_WAL_BYTES
@@ -204,6 +214,7 @@ class Store:
         self._wal_path = path.with_name(path.name + "-wal")
         self._lock = threading.Lock()
         self._unreported = PruneResult(0, 0)  # pruned by the size cap after commits, not yet returned
+        self._lock_fd = -1
         if readonly:
             self._db = open_readonly(path, changing=changing)
             self.wal_limit = self.reserve_bytes = 0
@@ -217,6 +228,7 @@ class Store:
                 f"local store: cannot create the data directory {path.parent}: {exc.strerror or exc} "
                 "(set data_dir or --data-dir)"
             ) from None
+        self._lock_fd = _take_writer_lock(path)
         partition = _partition_bytes(path.parent) or max_bytes
         self.wal_limit = min(MAX_WAL_BYTES, max(MIN_WAL_BYTES, min(max_bytes, partition) // 16))
         self.reserve_bytes = self.wal_limit
@@ -236,6 +248,7 @@ class Store:
             self._db.execute(f"PRAGMA wal_autocheckpoint = {max(16, self.wal_limit // 2 // self._page_size)}")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
+            os.close(self._lock_fd)
             raise StoreError(f"cannot open the local store {path}: {exc}") from exc
         if not self._ensure_reserve():
             logger.warning(
@@ -511,6 +524,9 @@ class Store:
                 logger.warning("local store: final checkpoint failed: %s", exc)
             finally:
                 self._db.close()
+                if not self.readonly and self._lock_fd >= 0:
+                    os.close(self._lock_fd)  # releases the writer lock
+                    self._lock_fd = -1
 
     # ----------------------------------------------------------------- internals
 
@@ -716,6 +732,32 @@ class _Transaction:
             self._lock.release()
         if isinstance(exc, sqlite3.Error):  # a failed statement inside the transaction (disk full, ...)
             raise StoreError(f"local store: {exc}") from exc
+
+
+def _take_writer_lock(store_path: Path) -> int:
+    """Hold an exclusive flock on the store's lock file (returns its fd) or raise StoreError naming the holder."""
+    lock_path = store_path.with_name(store_path.name + LOCK_SUFFIX)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot open the local store {store_path}: {lock_path.name}: {exc.strerror or exc}"
+        ) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "unknown process"
+        os.close(fd)
+        raise StoreError(
+            f"local store: the data directory {lock_path.parent} is in use by another edgeinfer "
+            f"({holder}); one process at a time writes a store. Stop the other one first, or give this "
+            "one its own data_dir (or volume)"
+        ) from None
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    with contextlib.suppress(OSError):  # who holds it is for the message only; a full disk must not stop us
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()}, since {started}\n".encode(), 0)
+    return fd
 
 
 def _file_bytes(path: Path) -> int:

@@ -106,7 +106,7 @@ influxdb: {{url: "{victoria.url}", org: edge, bucket: edge, token: "t0ken-6c1f",
         time.sleep(max(0.0, OUTAGE_S - (time.time_ns() - outage_started) / 1e9))
         outage_ended = time.time_ns()
         victoria.start()
-        store = Store(data_dir / "edgeinfer.db")
+        store = Store(data_dir / "edgeinfer.db", readonly=True, changing=True)  # the daemon is the writer
         _wait(lambda: store.backlog(SINK, "points") < 20, 60, "the backlog to drain", daemon, log)
         daemon.send_signal(signal.SIGTERM)  # clean stop: its last points are flushed
         assert daemon.wait(20) == 0, log.read_text()[-3000:]

