@@ -7,18 +7,11 @@ import importlib.metadata
 import os
 import platform
 import sys
-from pathlib import Path
 from typing import Any
 
+from edgeinfer.detect.tuning import cpu_model
+
 _PACKAGES = ("edgeinfer", "numpy", "opencv-python-headless", "opencv-python", "ai-edge-litert", "onnxruntime")
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def _versions() -> dict[str, str]:
