@@ -6,7 +6,8 @@ real VictoriaMetrics, sensor readings published to the real Mosquitto and subscr
 are sampled every 2 s from /proc (psutil).
 
 Checked at the end: after warm-up (the first 30 s or 25%) RSS grows < 5% (median of the last tenth of
-the run against the median of the tenth after warm-up), fds and threads do not grow; every event in the
+the run against the median of the tenth after warm-up), open fds (medians of the same tenths) and
+threads (the most in each) do not grow; every event in the
 store was received by the subscriber, every point in the store is in the TSDB, every sensor reading the
 broker acknowledged is in the store; SIGTERM exits 0 with the store's backlogs at 0.
 
@@ -246,7 +247,9 @@ influxdb: {{url: "{victoria.url}", org: edge, bucket: edge, token: "t0ken", batc
     last = [s for s in samples if s["t"] >= samples[-1]["t"] - tenth]
     assert len(base) >= 3 and len(last) >= 3, samples
     rss_growth = statistics.median(s["rss"] for s in last) / statistics.median(s["rss"] for s in base) - 1
-    fds = (max(s["fds"] for s in base), max(s["fds"] for s in last))
+    # Medians: a file the daemon has open for a moment when a sample is taken (a snapshot JPEG being written,
+    # a TSDB connection being replaced) is not growth; a leaked descriptor is in every later sample.
+    fds = (statistics.median(s["fds"] for s in base), statistics.median(s["fds"] for s in last))
     threads = (max(s["threads"] for s in base), max(s["threads"] for s in last))
 
     # ---- nothing lost: store -> subscriber, store -> TSDB, broker -> store (sensors)
