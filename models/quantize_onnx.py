@@ -75,10 +75,7 @@ def quantize(float_model: Path, out: Path, calibration_images: int) -> None:
             image = next(self._images, None)
             if image is None:
                 return None
-            prepared = detector.prepare([image[0]])
-            tensor = prepared.tensor.copy()
-            detector.infer(prepared)  # gives the tensor back
-            return {input_name: tensor}
+            return {input_name: detector.input_tensor([image[0]])}
 
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"

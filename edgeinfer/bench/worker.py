@@ -306,7 +306,7 @@ def run_worker(spec: RunSpec) -> dict[str, Any]:
 
     proc = psutil.Process()
     start_mono = _process_start_monotonic()
-    from edgeinfer.detect.pool import open_pool
+    from edgeinfer.detect.pool import open_pool, sample_tensors
     from edgeinfer.tracking import decoder_conf
 
     # The detector the daemon would open for this config (its decoder keeps the trackers' low scores).
@@ -368,12 +368,9 @@ def run_worker(spec: RunSpec) -> dict[str, Any]:
             # What the synthetic cameras spent rendering their rings at startup (a harness artefact).
             startup["ring_render_s"] = time.monotonic() - t_ring
             frames = [f for ring in rings for f in ring]
-            for batch in sorted({LIMIT_LATENCY_BATCH, spec.max_batch_size}):
-                limit_tensors[batch] = []
-                for i in range(4):
-                    prepared = detector.prepare([frames[(i * batch + j) % len(frames)] for j in range(batch)])
-                    limit_tensors[batch].append(prepared.tensor.copy())
-                    detector.infer(prepared)  # gives the tensor back
+            limit_tensors = sample_tensors(
+                detector, sorted({LIMIT_LATENCY_BATCH, spec.max_batch_size}), frames, 4
+            )
         sweep = measure_sweep(spec, limit_tensors)
         limit = max(sweep, key=lambda m: m["fps"])
         choice = detector.choice

@@ -82,6 +82,15 @@ class Detector:
     def decode(self, raw: np.ndarray, prepared: Prepared) -> list[Detections]:
         return [self.decoder.decode(raw[i], box) for i, box in enumerate(prepared.boxes)]
 
+    def input_tensor(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """The input tensor of ``images`` as an array of its own, for bare runtime runs (tuning, benchmarks,
+        calibration); the lent tensor goes straight back to the preprocessor."""
+        prepared = self.prepare(images)
+        try:
+            return prepared.tensor.copy()
+        finally:
+            self.preprocessor.release(prepared)
+
     # ------------------------------------------------------------ convenience
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:

@@ -15,9 +15,8 @@ this project's machines), and ``auto`` picks one instance for it without measuri
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -57,6 +56,9 @@ class DetectorPool:
 
     def decode(self, raw: np.ndarray, prepared: Prepared) -> list[Detections]:
         return self.instances[0].decode(raw, prepared)
+
+    def input_tensor(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        return self.instances[0].input_tensor(images)
 
     def close(self) -> None:
         for detector in self.instances:
@@ -102,7 +104,7 @@ def open_pool(cfg: DetectorConfig, *, max_batch: int, data_dir: Path | None) -> 
 
 def _tuned(
     probe: Detector,
-    open_instance: Any,
+    open_instance: Callable[[int], Backend],
     cores: int,
     max_batch: int,
     instances: int | None,
@@ -136,18 +138,24 @@ def _tuned(
     return choice
 
 
-def sample_tensors(detector: Detector, batches: Sequence[int], count: int = 2) -> dict[int, list[np.ndarray]]:
-    """Input tensors for bare runs: synthetic scenes through the detector's own preprocessing."""
-    from edgeinfer.synthetic import random_scene
+def sample_tensors(
+    detector: Detector | DetectorPool,
+    batches: Sequence[int],
+    images: Sequence[np.ndarray] | None = None,
+    count: int = 2,
+) -> dict[int, list[np.ndarray]]:
+    """``count`` input tensors per batch size for bare runs, from ``images`` taken in turn (default:
+    synthetic scenes), through the detector's own preprocessing."""
+    if images is None:
+        from edgeinfer.synthetic import random_scene
 
-    rng = np.random.default_rng(0)
-    h, w = detector.info.input_hw
-    images = [random_scene(rng, w, h)[0] for _ in range(max(batches) * count)]
-    out: dict[int, list[np.ndarray]] = {}
-    for batch in batches:
-        out[batch] = []
-        for i in range(count):
-            prepared = detector.prepare(images[i * batch : (i + 1) * batch])
-            out[batch].append(prepared.tensor.copy())
-            detector.infer(prepared)  # gives the tensor back to the preprocessor
-    return out
+        rng = np.random.default_rng(0)
+        h, w = detector.info.input_hw
+        images = [random_scene(rng, w, h)[0] for _ in range(max(batches) * count)]
+    return {
+        batch: [
+            detector.input_tensor([images[(i * batch + j) % len(images)] for j in range(batch)])
+            for i in range(count)
+        ]
+        for batch in batches
+    }
