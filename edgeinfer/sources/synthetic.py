@@ -12,9 +12,12 @@ from edgeinfer.synthetic import MovingScene
 class SyntheticReader:
     """An endless deterministic clip. ``read`` never returns None.
 
-    With ``prerender: N`` the first N frames are rendered once into a ring and cycled, so a benchmark
-    measures the pipeline rather than the renderer; ring images are read-only and shared between
-    cycles (copy one before drawing on it).
+    With ``prerender: N`` the first N frames are rendered once into a ring, so a benchmark measures the
+    pipeline rather than the renderer. The ring plays forward and back (0, 1, ..., N-1, N-2, ..., 1, 0,
+    1, ...): the shapes reverse instead of jumping back to where they started, so a tracker sees the
+    continuous motion a real camera gives (a jump every N frames ended and restarted every track, and
+    the new tracks' snapshots cost more than the rest of the pipeline's work). Ring images are read-only
+    and shared between passes (copy one before drawing on it).
     """
 
     live = False
@@ -53,8 +56,16 @@ class SyntheticReader:
         assert self._scene is not None
         index, self._index = self._index, self._index + 1
         if self._ring:
-            return self._ring[index % len(self._ring)]
+            return self._ring[_ping_pong(index, len(self._ring))]
         return self._scene.render(index)[0]
 
     def close(self) -> None:
         self._index = 0  # the scene and ring are kept: reopening (looping) costs nothing
+
+
+def _ping_pong(index: int, n: int) -> int:
+    """The ``index``-th position of a walk 0, 1, ..., n-1, n-2, ..., 1, 0, 1, ... over n items."""
+    if n == 1:
+        return 0
+    i = index % (2 * n - 2)
+    return i if i < n else 2 * n - 2 - i
