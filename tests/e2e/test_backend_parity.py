@@ -18,7 +18,10 @@ import numpy as np
 import pytest
 
 from edgeinfer.config import DetectorConfig
-from edgeinfer.detect.assets import bundled_dir, resolve_model, test_images_dir
+from edgeinfer.detect.assets import bundled_dir, resolve_model
+from edgeinfer.detect.assets import (
+    test_images_dir as bundled_test_images,  # not a test: pytest collects test_*
+)
 from edgeinfer.detect.build import open_detector
 from edgeinfer.detect.detections import Detections
 
@@ -31,7 +34,7 @@ CANDIDATES = {"shapes-s_int8.tflite": 0.93, "shapes-s_int8.onnx": 0.95, "shapes-
 
 
 def _detect(model: str) -> tuple[list[Path], list[Detections]]:
-    files = sorted(test_images_dir().glob("*.jpg"))
+    files = sorted(bundled_test_images().glob("*.jpg"))
     detector = open_detector(DetectorConfig(model=str(bundled_dir() / model), threads=1))
     try:
         return files, [detector.detect([cv2.imread(str(f))])[0] for f in files]
@@ -65,7 +68,7 @@ def test_each_runtime_finds_what_float32_finds(
     hit, total = _matched(reference, dets)
     assert total >= 50  # the reference really found the scenes' objects
     assert hit / total >= share, (model, hit, total)
-    truth = json.loads((test_images_dir() / "truth.json").read_text(encoding="utf-8"))
+    truth = json.loads((bundled_test_images() / "truth.json").read_text(encoding="utf-8"))
     precision, recall, *_ = precision_recall(truth, files, dets)
     record_property("precision", round(precision, 3))
     record_property("recall", round(recall, 3))
