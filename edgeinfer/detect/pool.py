@@ -7,9 +7,10 @@ infer, decode) on whichever instance is free. :func:`open_pool` reads ``detector
 per device, then cached).
 
 Memory: LiteRT and ONNX Runtime map the model file, so instances share its pages; each adds its own
-tensor arena (reported per instance in ``edgeinfer bench``). TensorRT: several execution contexts of one
-engine would be the GPU's way; here each instance opens the engine (the TensorRT path is not reachable on
-this project's machines), and ``auto`` picks one instance for it without measuring.
+tensor arena (reported per instance in ``edgeinfer bench``). TensorRT: the instances are execution
+contexts of one engine (the weights are on the GPU once; each context has its own stream and buffers),
+and ``auto`` measures 1 to ``GPU_CONTEXTS`` contexts the same way (threads do not apply: one each). That
+path runs only on a Jetson; here tests/unit/test_tensorrt_fake.py checks it against a named fake.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from edgeinfer.detect.detections import Detections
 from edgeinfer.detect.detector import Detector, ModelInfo, Prepared
 
 logger = logging.getLogger(__name__)
+
+GPU_CONTEXTS = 3  # TensorRT: the most execution contexts ``auto`` tries (beyond 2-3 a small GPU only queues)
 
 
 class DetectorPool:
@@ -72,9 +75,17 @@ def open_pool(cfg: DetectorConfig, *, max_batch: int, data_dir: Path | None) -> 
     fixed_instances = cfg.instances if isinstance(cfg.instances, int) else None
     fixed_threads = cfg.threads if isinstance(cfg.threads, int) else None
     cores = tuning.usable_cores()
+    if backend_name == "tensorrt":  # a GPU context has no CPU threads to choose; try up to GPU_CONTEXTS
+        fixed_threads, cores = 1, GPU_CONTEXTS
+    loaded: list[Backend] = []  # the first backend opened: TensorRT's other instances share its engine
 
     def open_instance(threads: int) -> Backend:
-        return open_backend(backend_name, path, threads=threads)
+        if backend_name == "tensorrt" and loaded:
+            return loaded[0].another_context()  # type: ignore[attr-defined,no-any-return]
+        backend = open_backend(backend_name, path, threads=threads)
+        if not loaded:
+            loaded.append(backend)
+        return backend
 
     first = open_instance(fixed_threads or 1)
     detectors: list[Detector] = []
@@ -82,8 +93,6 @@ def open_pool(cfg: DetectorConfig, *, max_batch: int, data_dir: Path | None) -> 
         detectors.append(assemble(cfg, path, digest, first))
         if fixed_instances is not None and fixed_threads is not None:
             choice = tuning.Choice(fixed_instances, fixed_threads, max_batch, "configured")
-        elif backend_name == "tensorrt":  # one GPU: more contexts would need measuring on a Jetson
-            choice = tuning.Choice(fixed_instances or 1, fixed_threads or 1, max_batch, "configured")
         else:
             choice = _tuned(
                 detectors[0], open_instance, cores, max_batch, fixed_instances, fixed_threads, data_dir
@@ -145,13 +154,13 @@ def sample_tensors(
     count: int = 2,
 ) -> dict[int, list[np.ndarray]]:
     """``count`` input tensors per batch size for bare runs, from ``images`` taken in turn (default:
-    synthetic scenes), through the detector's own preprocessing."""
+    synthetic 640x480 scenes, letterboxed as camera frames are: a scene drawn at a small model's input
+    size had no room for its shapes), through the detector's own preprocessing."""
     if images is None:
         from edgeinfer.synthetic import random_scene
 
         rng = np.random.default_rng(0)
-        h, w = detector.info.input_hw
-        images = [random_scene(rng, w, h)[0] for _ in range(max(batches) * count)]
+        images = [random_scene(rng, 640, 480)[0] for _ in range(max(batches) * count)]
     return {
         batch: [
             detector.input_tensor([images[(i * batch + j) % len(images)] for j in range(batch)])

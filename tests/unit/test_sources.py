@@ -151,7 +151,17 @@ def test_synthetic_prerender_plays_a_shared_read_only_ring_forward_and_back() ->
     for index in range(3):
         np.testing.assert_array_equal(images[index], scene.render(index)[0])
     # 0 1 2 1 0 1 2 1 0: the shapes turn back at the ends instead of jumping back to frame 0
-    assert [next(i for i in range(3) if image is images[i]) for image in images] == [0, 1, 2, 1, 0, 1, 2, 1, 0]
+    assert [next(i for i in range(3) if image is images[i]) for image in images] == [
+        0,
+        1,
+        2,
+        1,
+        0,
+        1,
+        2,
+        1,
+        0,
+    ]
     assert not images[0].flags.writeable  # a consumer cannot corrupt the ring by drawing on it
     with pytest.raises(ValueError, match="read-only"):
         images[0][0, 0] = 0

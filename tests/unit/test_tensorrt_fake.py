@@ -59,13 +59,14 @@ class FakeCudart(types.ModuleType):
 
 
 class FakeContext:
-    def __init__(self):
+    def __init__(self, engine):
+        self.engine = engine
         self.shapes, self.addresses, self.runs = {}, {}, []
 
     def set_input_shape(self, name, shape):
         assert shape[0] <= MAX_BATCH, "the backend must never exceed the profile's max batch"
         self.shapes["images"] = tuple(shape)
-        self.shapes["output0"] = (shape[0], *OUT_SHAPE[1:])
+        self.shapes["output0"] = (shape[0], *self.engine.out_shape[1:])
 
     def get_tensor_shape(self, name):
         return self.shapes[name]
@@ -88,13 +89,17 @@ class FakeContext:
 
 
 class FakeEngine:
+    """``in_shape`` / ``out_shape``: the tensors' shapes with a dynamic batch (-1)."""
+
     num_io_tensors = 2
 
-    def __init__(self):
-        self.context = FakeContext()
+    def __init__(self, in_shape=IN_SHAPE, out_shape=OUT_SHAPE):
+        self.in_shape, self.out_shape = in_shape, out_shape
+        self.contexts = []
 
     def create_execution_context(self):
-        return self.context
+        self.contexts.append(FakeContext(self))
+        return self.contexts[-1]
 
     def get_tensor_name(self, i):
         return ["images", "output0"][i]
@@ -106,14 +111,21 @@ class FakeEngine:
         return "float32"
 
     def get_tensor_shape(self, name):
-        return IN_SHAPE if name == "images" else OUT_SHAPE
+        return self.in_shape if name == "images" else self.out_shape
 
     def get_tensor_profile_shape(self, name, profile):
-        return ((1, *IN_SHAPE[1:]), (2, *IN_SHAPE[1:]), (MAX_BATCH, *IN_SHAPE[1:]))
+        return tuple((n, *self.in_shape[1:]) for n in (1, 2, MAX_BATCH))
+
+
+# A YOLOv8-shaped engine: a 64x64 input, 3 classes over the 64 + 16 + 4 anchors of strides 8, 16, 32.
+YOLO_IN, YOLO_OUT = (-1, 3, 64, 64), (-1, 7, 84)
 
 
 def fake_tensorrt():
+    """The module; ``trt.engines`` lists every engine deserialized (the file ``engine`` is the small one,
+    ``yolo-engine`` the YOLO-shaped one; anything else does not deserialize)."""
     trt = types.ModuleType("tensorrt")
+    trt.engines = []
     trt.__version__ = "10.0-fake"
     trt.TensorIOMode = _Mode
     trt.nptype = np.dtype
@@ -129,22 +141,33 @@ def fake_tensorrt():
             pass
 
         def deserialize_cuda_engine(self, data):
-            return FakeEngine() if data == b"engine" else None
+            shapes = {b"engine": (IN_SHAPE, OUT_SHAPE), b"yolo-engine": (YOLO_IN, YOLO_OUT)}.get(data)
+            if shapes is None:
+                return None
+            trt.engines.append(FakeEngine(*shapes))
+            return trt.engines[-1]
 
     trt.Logger, trt.Runtime = Logger, Runtime
     return trt
 
 
 @pytest.fixture
-def backend(tmp_path, monkeypatch):
-    cudart = FakeCudart()
-    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt())
+def fake_modules(monkeypatch):
+    """tensorrt and cuda-python replaced by the fakes; returns (trt, cudart)."""
+    cudart, trt = FakeCudart(), fake_tensorrt()
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
     cuda = types.ModuleType("cuda")
     bindings = types.ModuleType("cuda.bindings")
     bindings.runtime = cudart
     monkeypatch.setitem(sys.modules, "cuda", cuda)
     monkeypatch.setitem(sys.modules, "cuda.bindings", bindings)
     monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", cudart)
+    return trt, cudart
+
+
+@pytest.fixture
+def backend(tmp_path, fake_modules):
+    _, cudart = fake_modules
     path = tmp_path / "model.engine"
     path.write_bytes(b"engine")
     b = TensorRTBackend(path, threads=2)
@@ -182,3 +205,57 @@ def test_undeserializable_engine_is_a_model_error(tmp_path, monkeypatch, backend
     bad.write_bytes(b"built for another GPU")
     with pytest.raises(ModelError, match="could not deserialize"):
         TensorRTBackend(bad, threads=1)
+
+
+def test_another_context_shares_the_engine_with_its_own_buffers(backend, fake_modules):
+    b, cudart = backend
+    trt, _ = fake_modules
+    other = b.another_context()
+    try:
+        assert len(trt.engines) == 1  # loaded once
+        engine = trt.engines[0]
+        assert len(engine.contexts) == 2 and other._context is not b._context
+        assert len(cudart.memory) == 4  # input and output buffers each
+        ones, twos = (np.full((2, *IN_SHAPE[1:]), v, np.float32) for v in (1.0, 2.0))
+        np.testing.assert_allclose(b.run(ones)[0][:, 0, 0], [1.0, 1.0])
+        np.testing.assert_allclose(other.run(twos)[0][:, 0, 0], [2.0, 2.0])
+        assert engine.contexts[0].runs == [2] and engine.contexts[1].runs == [2]
+        b.close()  # the first context goes; the engine stays for the other
+        assert len(cudart.memory) == 2
+        np.testing.assert_allclose(other.run(ones[:1])[0][:, 0, 0], [1.0])
+    finally:
+        other.close()
+    assert cudart.memory == {}
+
+
+@pytest.mark.parametrize(("instances", "how"), [(2, "configured"), ("auto", "measured")])
+def test_pool_instances_on_tensorrt_are_contexts_of_one_engine(tmp_path, fake_modules, instances, how):
+    from edgeinfer.config import DetectorConfig
+    from edgeinfer.detect.pool import GPU_CONTEXTS, open_pool
+
+    trt, _ = fake_modules
+    path = tmp_path / "yolo.engine"
+    path.write_bytes(b"yolo-engine")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a\nb\nc\n")
+    cfg = DetectorConfig(model=str(path), backend="tensorrt", instances=instances, threads=4, labels=labels)
+    pool = open_pool(cfg, max_batch=MAX_BATCH, data_dir=tmp_path)
+    try:
+        assert pool.choice.how == how and pool.choice.threads == 1  # no CPU threads to choose on a GPU
+        if how == "measured":  # every count of contexts from 1 to GPU_CONTEXTS, at batch 1 and max
+            tried = {(m.candidate.instances, m.candidate.batch) for m in pool.choice.measured}
+            assert tried == {(n, b) for n in range(1, GPU_CONTEXTS + 1) for b in (1, MAX_BATCH)}
+        else:
+            assert len(pool.instances) == 2
+        assert len(trt.engines) == 1  # the tuning's contexts and the instances: all of the one engine
+        engine = trt.engines[0]
+        backends = [d.backend for d in pool.instances]
+        assert len({id(b._context) for b in backends}) == len(backends)
+        images = [np.full((48, 64, 3), 10 * (i + 1), np.uint8) for i in range(2)]
+        for detector in pool.instances:
+            prepared = pool.prepare(images)
+            raw = detector.infer(prepared)  # any instance infers what the pool prepared
+            assert raw.shape == (2, 7, 84)
+        assert sum(len(c.runs) for c in engine.contexts) >= len(backends)
+    finally:
+        pool.close()

@@ -2,7 +2,9 @@
 
 Buffers are allocated once for the largest batch the engine's optimisation profile allows; each run sets
 the input shape, copies in, ``execute_async_v3``, copies out. An engine built for a fixed batch of 1 runs
-image by image. Build engines on the device that runs them: ``edgeinfer model build-engine model.onnx``.
+image by image. Detector instances on TensorRT are execution contexts of one engine
+(:meth:`TensorRTBackend.another_context`): the weights are on the GPU once, and each context has its own
+CUDA stream and I/O buffers, so several batches can be on the GPU at a time. Build engines on the device that runs them: ``edgeinfer model build-engine model.onnx``.
 
 Not exercised in this repository's CI (no TensorRT there); see tests/unit/test_tensorrt_fake.py for the
 binding logic against a named fake of the two modules.
@@ -52,11 +54,19 @@ def _check(result: Any) -> Any:
 
 
 class TensorRTBackend:
-    def __init__(self, path: Path, *, threads: int) -> None:  # threads: CPU-side only, unused
+    def __init__(self, path: Path, *, threads: int, engine_of: TensorRTBackend | None = None) -> None:
+        """``threads``: CPU-side only, unused. ``engine_of``: run that backend's engine (already on the GPU)
+        in a context of this backend's own instead of loading ``path`` again."""
         trt, self._cudart = _import()
         self.name, self.version = "tensorrt", trt.__version__
-        self._trt_logger = trt.Logger(trt.Logger.WARNING)
-        self._engine = trt.Runtime(self._trt_logger).deserialize_cuda_engine(path.read_bytes())
+        self._path = path
+        self._trt_logger: Any
+        self._engine: Any
+        if engine_of is not None:
+            self._trt_logger, self._engine = engine_of._trt_logger, engine_of._engine
+        else:
+            self._trt_logger = trt.Logger(trt.Logger.WARNING)
+            self._engine = trt.Runtime(self._trt_logger).deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
             raise ModelError(
                 f"{path.name}: TensorRT could not deserialize it (built for another GPU or version?)"
@@ -91,6 +101,11 @@ class TensorRTBackend:
             )
             self._buffers[name] = (_check(self._cudart.cudaMalloc(nbytes)), nbytes)
             self._context.set_tensor_address(name, self._buffers[name][0])
+
+    def another_context(self) -> TensorRTBackend:
+        """Another instance of this engine: its own execution context, stream and buffers. Closing either
+        leaves the other running (the engine lives while a context refers to it)."""
+        return TensorRTBackend(self._path, threads=0, engine_of=self)
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         n = int(batch.shape[0])
