@@ -45,7 +45,9 @@ class SyntheticSourceConfig(Strict):
     width: int = Field(640, ge=192, le=7680, description="Shapes are 40-120 px, so at least 192.")
     height: int = Field(480, ge=192, le=4320)
     objects: int = Field(4, ge=0, le=64, description="Number of moving shapes.")
-    prerender: int = Field(0, ge=0, description="Render this many frames once and loop them (benchmarks).")
+    prerender: int = Field(
+        0, ge=0, description="Render this many frames once and play them forward and back (benchmarks)."
+    )
 
 
 class MinIntervalPolicy(Strict):
