@@ -10,20 +10,18 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+from daemon_helpers import start_daemon
 from mqtt_helpers import Subscriber
 
 from edgeinfer.sinks.mqtt_publisher import SINK
 from edgeinfer.store.sqlite import Store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_sigterm_publishes_every_committed_event_before_offline(broker, schemas, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -50,10 +48,7 @@ mqtt: {{host: 127.0.0.1, port: {broker.port}, topic_prefix: {device}, stats_inte
     )
     log = tmp_path / "daemon.log"
     detections = lambda ms: [m for m in ms if m[0].endswith("/detections")]  # noqa: E731
-    with log.open("ab") as out:
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "edgeinfer", "run", "-c", str(config)], cwd=ROOT, stdout=out, stderr=out
-        )
+    daemon = start_daemon(config, log)
     try:
         assert subscriber.wait_for(lambda ms: len(detections(ms)) >= 200, 90), log.read_text()[-3000:]
         daemon.send_signal(signal.SIGTERM)  # mid-stream: events are being committed and published

@@ -9,22 +9,18 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
 
 import pytest
+from daemon_helpers import ROOT, start_daemon, store_point_keys, tsdb_keys, wait_for
 from mqtt_helpers import Subscriber
 
-from edgeinfer.lineprotocol import parse_line
 from edgeinfer.sinks.influx import SINK
 from edgeinfer.store.sqlite import Store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[2]
 OUTAGE_S = 30.0
 
 
@@ -35,37 +31,6 @@ def _model_line() -> str:
     if int8.exists():
         return f"detector: {{model: {int8}, instances: 1, threads: 1}}"
     pytest.fail("no bundled model (models/bundled/manifest.json): build it before running this test")
-
-
-def _start(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "edgeinfer", "run", "-c", str(config)], cwd=ROOT, stdout=out, stderr=out
-        )
-
-
-def _wait(predicate, within: float, what: str, daemon: subprocess.Popen[bytes], log: Path) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        if daemon.poll() is not None:
-            raise AssertionError(
-                f"the daemon exited ({daemon.returncode}) while waiting for {what}: {log.read_text()[-3000:]}"
-            )
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}: {log.read_text()[-3000:]}")
-
-
-def _keys_in_store(store: Store) -> list[tuple[str, frozenset[tuple[str, str]], int]]:
-    """(VictoriaMetrics series name, tags, timestamp ms) for every field of every committed point."""
-    keys = []
-    for row in store.pending("test-reader", "points", 10_000_000, after_id=0):
-        point = parse_line(row.body)
-        assert point.ts_ns is not None
-        for field in point.fields:
-            keys.append((f"{point.measurement}_{field}", frozenset(point.tags.items()), point.ts_ns // 10**6))
-    return keys
 
 
 def test_tsdb_outage_with_daemon_sigkill_loses_and_duplicates_nothing(
@@ -94,20 +59,20 @@ influxdb: {{url: "{victoria.url}", org: edge, bucket: edge, token: "t0ken-6c1f",
     )
     log = tmp_path / "daemon.log"
     selector = f'{{device="{device}"}}'
-    daemon = _start(config, log)
+    daemon = start_daemon(config, log)
     try:
-        _wait(lambda: len(victoria.export(selector)) > 0, 90, "the first points in the TSDB", daemon, log)
+        wait_for(lambda: len(victoria.export(selector)) > 0, 90, "the first points in the TSDB", daemon, log)
         victoria.stop()
         outage_started = time.time_ns()
         time.sleep(8)
         daemon.send_signal(signal.SIGKILL)  # mid-outage: whatever was not acknowledged is still in the store
         daemon.wait(10)
-        daemon = _start(config, log)
+        daemon = start_daemon(config, log)
         time.sleep(max(0.0, OUTAGE_S - (time.time_ns() - outage_started) / 1e9))
         outage_ended = time.time_ns()
         victoria.start()
         store = Store(data_dir / "edgeinfer.db", readonly=True, changing=True)  # the daemon is the writer
-        _wait(lambda: store.backlog(SINK, "points") < 20, 60, "the backlog to drain", daemon, log)
+        wait_for(lambda: store.backlog(SINK, "points") < 20, 60, "the backlog to drain", daemon, log)
         daemon.send_signal(signal.SIGTERM)  # clean stop: its last points are flushed
         assert daemon.wait(20) == 0, log.read_text()[-3000:]
     finally:
@@ -116,15 +81,15 @@ influxdb: {{url: "{victoria.url}", org: edge, bucket: edge, token: "t0ken-6c1f",
             daemon.wait(10)
         subscriber.close()
     assert store.backlog(SINK, "points") == 0, log.read_text()[-3000:]
-    expected = _keys_in_store(store)
+    expected = store_point_keys(store)
     during = [k for k in expected if outage_started // 10**6 <= k[2] <= outage_ended // 10**6]
     assert during, "the daemon produced no points during the outage"
     # VictoriaMetrics makes freshly ingested rows searchable asynchronously: poll briefly before judging.
     deadline = time.monotonic() + 15
-    stored = _stored(victoria, selector)
+    stored = tsdb_keys(victoria, selector)
     while set(expected) - set(stored) and time.monotonic() < deadline:
         time.sleep(0.5)
-        stored = _stored(victoria, selector)
+        stored = tsdb_keys(victoria, selector)
     missing = sorted(k[2] for k in set(expected) - set(stored))
     assert not missing, (
         f"{len(missing)} missing, ms {missing[:3]}..{missing[-3:]}, outage {outage_started // 10**6}"
@@ -152,15 +117,3 @@ influxdb: {{url: "{victoria.url}", org: edge, bucket: edge, token: "t0ken-6c1f",
     )  # the daemon logged write failures, never the token
     print(f"{len(set(expected))} series samples, {len(during)} from the outage window, all exactly once")
     store.close()
-
-
-def _stored(victoria, selector: str) -> Counter:  # type: ignore[no-untyped-def]
-    return Counter(
-        (
-            series["metric"]["__name__"],
-            frozenset((k, v) for k, v in series["metric"].items() if k != "__name__"),
-            ts,
-        )
-        for series in victoria.export(selector)
-        for ts in series["timestamps"]
-    )

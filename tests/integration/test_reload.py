@@ -13,19 +13,16 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
-import time
 import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 from conftest import free_port
+from daemon_helpers import ROOT, start_daemon, wait_for
 from mqtt_helpers import Subscriber
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _config(device: str, data_dir: Path, port: int, http_port: int, fps: str, yard: bool) -> str:
@@ -56,19 +53,6 @@ def _events(db: Path) -> dict[str, int]:
         return dict(conn.execute("SELECT camera, COUNT(*) FROM events GROUP BY camera").fetchall())
 
 
-def _wait(predicate, within: float, what: str, daemon: subprocess.Popen[bytes], log: Path) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        if daemon.poll() is not None:
-            raise AssertionError(
-                f"the daemon exited ({daemon.returncode}) waiting for {what}: {log.read_text()}"
-            )
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}: {log.read_text()[-4000:]}")
-
-
 def test_sighup_reloads_a_valid_config_and_keeps_running_on_an_invalid_one(broker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     device = f"r{uuid.uuid4().hex[:8]}"
     data_dir, config, log = tmp_path / "data", tmp_path / "edgeinfer.yaml", tmp_path / "daemon.log"
@@ -76,16 +60,12 @@ def test_sighup_reloads_a_valid_config_and_keeps_running_on_an_invalid_one(broke
     http_port = free_port()
     subscriber = Subscriber(broker.port, [f"{device}/{device}/#"], client_id=f"s-{device}", persistent=False)
     config.write_text(_config(device, data_dir, broker.port, http_port, "5", yard=False))
-    with log.open("ab") as out:
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "edgeinfer", "run", "-c", str(config), "--status-interval", "0.5"],
-            cwd=ROOT,
-            stdout=out,
-            stderr=out,
-        )
+    daemon = start_daemon(config, log, "--status-interval", "0.5")
     try:
-        _wait(lambda: _events(db).get("dock", 0) >= 3, 90, "the first events", daemon, log)
-        _wait(lambda: "mqtt connected backlog" in log.read_text(), 30, "a status line with MQTT", daemon, log)
+        wait_for(lambda: _events(db).get("dock", 0) >= 3, 90, "the first events", daemon, log)
+        wait_for(
+            lambda: "mqtt connected backlog" in log.read_text(), 30, "a status line with MQTT", daemon, log
+        )
 
         with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10) as response:
             scraped = response.read().decode().splitlines()
@@ -99,17 +79,19 @@ def test_sighup_reloads_a_valid_config_and_keeps_running_on_an_invalid_one(broke
         config.write_text(text)
         daemon.send_signal(signal.SIGHUP)
         expected = f"{config}:{fps_line}: cameras[0].fps: Input should be greater than 0"
-        _wait(lambda: expected in log.read_text(), 20, "the reload error", daemon, log)
+        wait_for(lambda: expected in log.read_text(), 20, "the reload error", daemon, log)
         before = _events(db).get("dock", 0)
-        _wait(lambda: _events(db).get("dock", 0) > before + 2, 30, "events after the bad reload", daemon, log)
+        wait_for(
+            lambda: _events(db).get("dock", 0) > before + 2, 30, "events after the bad reload", daemon, log
+        )
         assert "reload: restarting" not in log.read_text()
 
         # A valid change: a second camera. What changed is logged, its events arrive.
         config.write_text(_config(device, data_dir, broker.port, http_port, "5", yard=True))
         daemon.send_signal(signal.SIGHUP)
-        _wait(lambda: "reload:   cameras[1]: added" in log.read_text(), 20, "the reload diff", daemon, log)
-        _wait(lambda: _events(db).get("yard", 0) >= 3, 60, "events of the new camera", daemon, log)
-        _wait(
+        wait_for(lambda: "reload:   cameras[1]: added" in log.read_text(), 20, "the reload diff", daemon, log)
+        wait_for(lambda: _events(db).get("yard", 0) >= 3, 60, "events of the new camera", daemon, log)
+        wait_for(
             lambda: any(t.endswith("/yard/detections") for t, _p, _r in subscriber.snapshot()),
             30,
             "the new camera's events on MQTT",

@@ -23,8 +23,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -34,6 +32,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import psutil
 import pytest
+from daemon_helpers import start_daemon, store_point_keys, tsdb_keys
 from mqtt_helpers import Subscriber, publish_all
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -42,7 +41,6 @@ from edgeinfer.sinks.influx import SINK as INFLUX
 from edgeinfer.sinks.mqtt_publisher import SINK as MQTT
 from edgeinfer.store.sqlite import Store
 
-ROOT = Path(__file__).resolve().parents[2]
 SOAK_S = float(os.environ.get("EDGEINFER_SOAK_S", "1800"))
 SAMPLE_S = 2.0
 OUTAGE_S = 6.0
@@ -154,28 +152,6 @@ def _sample(process: psutil.Process, at: float) -> dict[str, object]:
         }
 
 
-def _tsdb_keys(victoria, selector: str) -> Counter:  # type: ignore[no-untyped-def]
-    return Counter(
-        (
-            series["metric"]["__name__"],
-            frozenset((k, v) for k, v in series["metric"].items() if k != "__name__"),
-            ts,
-        )
-        for series in victoria.export(selector)
-        for ts in series["timestamps"]
-    )
-
-
-def _store_keys(store: Store, device: str) -> set[tuple[str, frozenset[tuple[str, str]], int]]:
-    keys = set()
-    for row in store.pending("soak-reader", "points", 10_000_000, after_id=0):
-        point = parse_line(row.body)
-        assert point.ts_ns is not None
-        for field in point.fields:
-            keys.add((f"{point.measurement}_{field}", frozenset(point.tags.items()), point.ts_ns // 10**6))
-    return keys
-
-
 @pytest.mark.parametrize(
     "duration_s",
     [
@@ -227,11 +203,7 @@ influxdb: {{url: "{victoria.url}", org: edge, bucket: edge, token: "t0ken", batc
         client_id=f"sub-{device}",
     )
     log = tmp_path / "daemon.log"
-    with log.open("ab") as out:
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "edgeinfer", "run", "-c", str(config), "--status-interval", "30"],
-            cwd=ROOT, stdout=out, stderr=out,
-        )  # fmt: skip
+    daemon = start_daemon(config, log, "--status-interval", "30")
     topic = f"sensors-{device}/{device}/temp"  # tags: site={device}
     _wait_for_sensor_session(broker.port, topic, data_dir, daemon, log)
     sensors = SensorPublisher(broker.port, topic)
@@ -291,7 +263,7 @@ influxdb: {{url: "{victoria.url}", org: edge, bucket: edge, token: "t0ken", batc
         sensor_values = {
             parse_line(p.body).fields["value"] for p in points if p.body.startswith("environment")
         }
-        expected = _store_keys(store, device)
+        expected = set(store_point_keys(store))
     finally:
         store.close()
     backlog = Store(data_dir / "edgeinfer.db")
@@ -308,10 +280,10 @@ influxdb: {{url: "{victoria.url}", org: edge, bucket: edge, token: "t0ken", batc
     duplicates = sum(received.values()) - len(received)
     selectors = (f'{{device="{device}"}}', f'{{site="{device}"}}')  # the daemon's points, the sensor's
     deadline = time.monotonic() + 20  # VictoriaMetrics makes fresh rows searchable asynchronously
-    in_tsdb = sum((_tsdb_keys(victoria, s) for s in selectors), Counter())
+    in_tsdb = sum((tsdb_keys(victoria, s) for s in selectors), Counter())
     while expected - set(in_tsdb) and time.monotonic() < deadline:
         time.sleep(1.0)
-        in_tsdb = sum((_tsdb_keys(victoria, s) for s in selectors), Counter())
+        in_tsdb = sum((tsdb_keys(victoria, s) for s in selectors), Counter())
     sensor_in_tsdb = {k for k in in_tsdb if k[0] == "environment_value"}
     lost_points = expected - set(in_tsdb)
     lost_readings = {float(n) for n in published} - sensor_values
