@@ -310,3 +310,46 @@ def _wait_for(condition, timeout: float = 5.0) -> bool:
             return False
         time.sleep(0.005)
     return True
+
+
+def test_a_finishing_instance_takes_the_next_prepared_batch_without_the_event_loop():
+    """With both instances busy the third batch waits, prepared. The instance that finishes first starts it
+    on its own thread at once, even while the event loop is busy (here: blocked outright), so no round trip
+    through the loop sits between one batch and the next."""
+    clock = FakeClock()
+    detector = ClockDetector(clock)
+    gates = [threading.Event(), threading.Event()]
+    instances = [GatedInstance(detector, gates[0]), GatedInstance(detector, gates[1])]
+    stages = Stages(detector, RecordingBuilder(), instances=instances, clock=clock)
+    taken = 0
+    delivered: list[Finished] = []
+    took_it_with_the_loop_blocked: list[bool] = []
+
+    async def next_batch():
+        nonlocal taken
+        if taken == 3:
+            return []
+        taken += 1
+        return [frame("a", taken, clock.now), frame("b", taken, clock.now)]
+
+    async def watch():
+        assert await asyncio.to_thread(lambda: _wait_for(lambda: taken == 3 and len(instances[1].runs) == 1))
+        await asyncio.sleep(0.05)  # the third batch is prepared and waiting for an instance
+        gates[0].set()
+        # Blocks the event loop's thread: only the instances' own threads can move now.
+        took_it_with_the_loop_blocked.append(_wait_for(lambda: len(instances[0].runs) == 2))
+        gates[1].set()
+
+    async def deliver(finished: Finished) -> None:
+        delivered.append(finished)
+
+    async def main():
+        watcher = asyncio.create_task(watch())
+        await stages.run(next_batch, deliver)
+        await watcher
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    assert took_it_with_the_loop_blocked == [True]
+    assert [d.frames[0].seq for d in delivered] == [1, 2, 3]
+    assert stages.jobs_per_instance == [2, 1]
+    assert all(d.error is None for d in delivered)
