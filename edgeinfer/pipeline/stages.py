@@ -8,11 +8,10 @@ the preprocessing and decoding, :mod:`edgeinfer.detect.pool`). A prepared batch 
 (the lowest-numbered) if there is one; otherwise it waits in a ready queue, and the first instance to
 finish its batch takes it from there on its own thread, without a round trip through the event loop (on a
 busy 2-core box that hop took 0.2 ms p50 and 2-2.5 ms p90, and skipping it gave the 4-camera pipeline 6 %
-more frames: benchmarks/RESULTS.md). A batch is
-taken from the batcher only while fewer than instances + 1 are prepared or in a runtime (so frames wait
-in the batcher, where newer ones replace them, not behind a busy runtime). Batches may finish out of
-order on different instances; the finish stage takes them in the order they were taken, so a camera's
-outcomes are built, and delivered, in the order of its frames.
+more frames: benchmarks/RESULTS.md). A batch is taken from the batcher only while fewer than instances + 1
+are prepared or in a runtime (so frames wait in the batcher, where newer ones replace them, not behind a
+busy runtime). Batches may finish out of order on different instances; the finish stage takes them in
+the order they were taken, so a camera's outcomes are built, and delivered, in the order of its frames.
 
 Decode, filters, the event policy and the outcome (event JSON, line protocol) all run on a worker
 thread; the event loop only routes jobs and hands finished outcomes on.
@@ -210,6 +209,8 @@ class Stages:
         """On the loop: the job's runtime call is over; its slot is free for the next batch."""
         self._slots.release()
         assert job.inferred is not None
+        if job.inferred.cancelled():  # the finish stage was cancelled while waiting for it (a hard stop)
+            return
         if raw is None:
             assert error is not None
             job.inferred.set_exception(error)

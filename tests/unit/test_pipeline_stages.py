@@ -353,3 +353,36 @@ def test_a_finishing_instance_takes_the_next_prepared_batch_without_the_event_lo
     assert [d.frames[0].seq for d in delivered] == [1, 2, 3]
     assert stages.jobs_per_instance == [2, 1]
     assert all(d.error is None for d in delivered)
+
+
+def test_a_hard_stop_while_a_batch_is_in_a_runtime_leaves_no_error_behind():
+    """The stages are cancelled while an instance is still running a batch; when that run ends, its result
+    has nobody waiting for it and is dropped quietly (no error in the event loop's handler)."""
+    clock = FakeClock()
+    detector = ClockDetector(clock)
+    gate = threading.Event()
+    instance = GatedInstance(detector, gate)
+    stages = Stages(detector, RecordingBuilder(), instances=[instance], clock=clock)
+    errors: list[dict] = []
+
+    async def next_batch():
+        if instance.runs:
+            await asyncio.sleep(3600)  # nothing more comes
+        return [frame("a", 0, clock.now), frame("b", 0, clock.now)]
+
+    async def deliver(finished: Finished) -> None:
+        raise AssertionError("nothing is delivered after a hard stop")
+
+    async def main():
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: errors.append(context))
+        task = asyncio.create_task(stages.run(next_batch, deliver))
+        assert await asyncio.to_thread(instance.running.wait, 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        gate.set()  # the run ends now, with the loop still running
+        assert await asyncio.to_thread(lambda: _wait_for(lambda: stages.jobs_per_instance == [1]))
+        await asyncio.sleep(0.1)  # the instance's result reaches the loop
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    assert errors == []
