@@ -3,10 +3,9 @@
 4 synthetic cameras (an event per frame), MQTT (events, status, stats), InfluxDB line protocol into the
 real VictoriaMetrics, sensor readings published to the real Mosquitto and subscribed by the daemon. The
 broker and the TSDB are each stopped for 6 s twice: once during warm-up, once between the two windows
-compared. The daemon's RSS, open fds and threads
-are sampled every 2 s from /proc (psutil).
+compared. The daemon's RSS, open fds (and their kinds) and threads are sampled every 2 s from /proc.
 
-Checked at the end: after warm-up (the first 30 s or 25%) RSS grows < 5% (median of the last tenth of
+Checked at the end: after warm-up (the first 40 s or third) RSS grows < 5% (median of the last tenth of
 the run against the median of the tenth after warm-up), open fds (the last tenth's median against the
 most in the tenth after warm-up) and threads (the most in each) do not grow; every event in the
 store was received by the subscriber, every point in the store is in the TSDB, every sensor reading the
