@@ -265,6 +265,31 @@ def test_a_batch_goes_to_the_idle_instance_and_outcomes_keep_their_order():
     assert all(d.error is None for d in delivered)
 
 
+class PairBatches:
+    """``next_batch`` for the stages: ``count`` batches of two frames, (a, n) and (b, n) for n = 1, 2, ...,
+    then none. ``taken`` says how many were taken so far."""
+
+    def __init__(self, clock: FakeClock, count: int) -> None:
+        self.clock, self.count, self.taken = clock, count, 0
+
+    async def __call__(self) -> list[Frame]:
+        if self.taken == self.count:
+            return []
+        self.taken += 1
+        return [frame("a", self.taken, self.clock.now), frame("b", self.taken, self.clock.now)]
+
+
+def run_watched(stages: Stages, next_batch, deliver, watch) -> None:  # type: ignore[no-untyped-def]
+    """Run the stages with ``watch()`` as a task beside them; both must end within 10 s."""
+
+    async def main():
+        watcher = asyncio.create_task(watch())
+        await stages.run(next_batch, deliver)
+        await watcher
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+
+
 def test_no_batch_is_taken_while_every_instance_is_busy():
     """Frames wait in the batcher (where newer ones replace them), not behind a busy runtime: with both
     instances stuck, at most one more batch is taken (prepared, waiting for an instance)."""
@@ -273,31 +298,19 @@ def test_no_batch_is_taken_while_every_instance_is_busy():
     gate = threading.Event()
     instances = [GatedInstance(detector, gate), GatedInstance(detector, gate)]
     stages = Stages(detector, RecordingBuilder(), instances=instances, clock=clock)
-    taken = 0
+    batches = PairBatches(clock, 6)
     delivered: list[Finished] = []
-
-    async def next_batch():
-        nonlocal taken
-        if taken == 6:
-            return []
-        taken += 1
-        return [frame("a", taken, clock.now), frame("b", taken, clock.now)]
 
     async def watch():
         await asyncio.sleep(0.3)  # time enough to take more, if the stages would
-        assert taken == 3, taken  # two in the runtimes, one prepared and waiting
+        assert batches.taken == 3, batches.taken  # two in the runtimes, one prepared and waiting
         assert all(i.running.is_set() for i in instances)
         gate.set()
 
     async def deliver(finished: Finished) -> None:
         delivered.append(finished)
 
-    async def main():
-        watcher = asyncio.create_task(watch())
-        await stages.run(next_batch, deliver)
-        await watcher
-
-    asyncio.run(asyncio.wait_for(main(), 10))
+    run_watched(stages, batches, deliver, watch)
     assert [d.frames[0].seq for d in delivered] == [1, 2, 3, 4, 5, 6]
 
 
@@ -321,19 +334,14 @@ def test_a_finishing_instance_takes_the_next_prepared_batch_without_the_event_lo
     gates = [threading.Event(), threading.Event()]
     instances = [GatedInstance(detector, gates[0]), GatedInstance(detector, gates[1])]
     stages = Stages(detector, RecordingBuilder(), instances=instances, clock=clock)
-    taken = 0
+    batches = PairBatches(clock, 3)
     delivered: list[Finished] = []
     took_it_with_the_loop_blocked: list[bool] = []
 
-    async def next_batch():
-        nonlocal taken
-        if taken == 3:
-            return []
-        taken += 1
-        return [frame("a", taken, clock.now), frame("b", taken, clock.now)]
-
     async def watch():
-        assert await asyncio.to_thread(lambda: _wait_for(lambda: taken == 3 and len(instances[1].runs) == 1))
+        assert await asyncio.to_thread(
+            lambda: _wait_for(lambda: batches.taken == 3 and len(instances[1].runs) == 1)
+        )
         await asyncio.sleep(0.05)  # the third batch is prepared and waiting for an instance
         gates[0].set()
         # Blocks the event loop's thread: only the instances' own threads can move now.
@@ -343,12 +351,7 @@ def test_a_finishing_instance_takes_the_next_prepared_batch_without_the_event_lo
     async def deliver(finished: Finished) -> None:
         delivered.append(finished)
 
-    async def main():
-        watcher = asyncio.create_task(watch())
-        await stages.run(next_batch, deliver)
-        await watcher
-
-    asyncio.run(asyncio.wait_for(main(), 10))
+    run_watched(stages, batches, deliver, watch)
     assert took_it_with_the_loop_blocked == [True]
     assert [d.frames[0].seq for d in delivered] == [1, 2, 3]
     assert stages.jobs_per_instance == [2, 1]
