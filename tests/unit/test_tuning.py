@@ -64,6 +64,19 @@ def test_choose_refuses_a_configuration_that_is_fast_only_by_making_every_frame_
     assert choose(fast_slow, slack=2.0).candidate == Candidate(4, 1, 4)
 
 
+def test_a_tie_in_throughput_goes_to_the_larger_batch() -> None:
+    tie = [
+        Measured(Candidate(1, 2, 1), 400.0, 5.0),
+        Measured(Candidate(1, 2, 4), 380.0, 20.0),
+        Measured(Candidate(2, 1, 1), 649.0, 6.0),
+        Measured(Candidate(2, 1, 4), 642.0, 12.0),  # 1 % below: a tie, and batches amortise the pipeline
+    ]
+    assert choose(tie).candidate == Candidate(2, 1, 4)
+    assert choose(tie, tie=0.0).candidate == Candidate(2, 1, 1)
+    beaten = [*tie[:3], Measured(Candidate(2, 1, 4), 600.0, 12.0)]  # 7.5 % below: not a tie
+    assert choose(beaten).candidate == Candidate(2, 1, 1)
+
+
 def test_the_cache_keeps_a_choice_per_key(tmp_path: Path) -> None:
     path = tmp_path / "tuning.json"
     measured = tuple(_cost_model(2, 5.0, 0.8))
