@@ -125,6 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from edgeinfer.logs import setup_logging  # after parsing: --version and --help need no logging
 
+    if args.verb == "run":  # before any thread: the daemon's threads would each grow a malloc arena
+        from edgeinfer.memory import limit_malloc_arenas
+
+        limit_malloc_arenas()
     native = setup_logging(args.log_level, args.log_format, capture_native=args.verb in _NATIVE_VERBS)
     try:
         code: int = args.func(args)

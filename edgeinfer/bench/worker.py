@@ -28,6 +28,7 @@ import numpy as np
 
 from edgeinfer.bench.spec import RunSpec
 from edgeinfer.bench.stats import cdf_points, summarize
+from edgeinfer.memory import limit_malloc_arenas
 
 PREFIX = "EDGEINFER-BENCH "
 WINDOW = 1_000_000  # metric window: holds every sample of a measured period
@@ -436,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
     spec = RunSpec.from_json(json.loads(argv[0]))
+    limit_malloc_arenas()  # as `edgeinfer run` does: the worker stands for the daemon
     try:
         result = run_worker(spec)
     except Exception as exc:
