@@ -8,12 +8,7 @@ a formula: each candidate (instances x threads x batch, never more threads in al
 bare on pre-built tensors, all its instances invoking at once, for a short while, and :func:`choose`
 keeps the best throughput among the configurations whose batch-1 p50 latency stays within
 ``LATENCY_SLACK`` x the best batch-1 p50 (so a configuration that only wins by making every frame slow
-is not picked). A configuration's batch-1 latency is that of one of its instances running alone (the
-one-instance candidate with the same threads, where it was measured): what a frame waits for on a machine
-that is not busy. Measured with every instance running at once it would count the instances' contention
-for the cores, which only happens under load, where queueing dominates a frame's latency and the
-throughput is what counts: on two cores 2 x 1 threads then measured 1.8x the p50 of 1 x 2 threads and
-lost, while alone its instance's p50 was 1.4x and in the pipeline it ran 20-25 % faster. Throughputs within ``TIE_SHARE`` of the best are a tie, and the largest batch wins it:
+is not picked). Throughputs within ``TIE_SHARE`` of the best are a tie, and the largest batch wins it:
 the pipeline pays per batch (the hand-off to an instance, the decode call, the loop's wake-up) what a bare
 run does not, so in the pipeline the larger batch is the faster of two bare equals (measured: 2 x 1
 threads at batch 4 ran the 4-camera bench at 361-407 frames/s, at batch 1 284, on a bare tie of 1 %).
@@ -51,7 +46,7 @@ WARMUP_RUNS = 2  # each instance alone, then all at once for WARMUP_S
 # 1.4x its p50 in a warm one (2.33 against 1.63 ms), enough to turn the latency rule's verdict.
 WARMUP_S = 0.15
 CACHE_ENV = "EDGEINFER_TUNING_CACHE"
-CACHE_VERSION = 2  # 2: ties to the larger batch, latency of one instance alone (1's choices are redone)
+CACHE_VERSION = 2  # 2: ties go to the larger batch (a choice cached under 1 is measured again)
 
 
 class Runnable(Protocol):
@@ -179,24 +174,15 @@ def measure(
 
 
 def choose(measured: Sequence[Measured], slack: float = LATENCY_SLACK, tie: float = TIE_SHARE) -> Measured:
-    """The best throughput among configurations whose batch-1 p50 (of one instance alone) is within
-    ``slack`` x the best one; of those within ``tie`` of that throughput, the largest batch (then the
-    fastest)."""
+    """The best throughput among configurations whose batch-1 p50 is within ``slack`` x the best one;
+    of those within ``tie`` of that throughput, the largest batch (then the fastest)."""
     if not measured:
         raise ValueError("nothing was measured")
     b1 = {(m.candidate.instances, m.candidate.threads): m.p50_ms for m in measured if m.candidate.batch == 1}
-    # A frame's own latency is its batch-1 run on one instance with the others idle, as on a machine that
-    # is not busy: the one-instance candidate's figure for these threads. Under load the instances slow
-    # each other down, but then queueing dominates the latency and the throughput already counts it.
-    solo = {threads: p50 for (instances, threads), p50 in b1.items() if instances == 1}
-
-    def latency(m: Measured) -> float | None:
-        return solo.get(m.candidate.threads, b1.get((m.candidate.instances, m.candidate.threads)))
-
-    best_b1 = min(filter(None, map(latency, measured)), default=None)
+    best_b1 = min(b1.values(), default=None)
 
     def admissible(m: Measured) -> bool:
-        p50 = latency(m)
+        p50 = b1.get((m.candidate.instances, m.candidate.threads))
         return best_b1 is None or p50 is None or p50 <= slack * best_b1
 
     allowed = [m for m in measured if admissible(m)]

@@ -64,20 +64,6 @@ def test_choose_refuses_a_configuration_that_is_fast_only_by_making_every_frame_
     assert choose(fast_slow, slack=2.0).candidate == Candidate(4, 1, 4)
 
 
-def test_the_latency_rule_counts_one_instance_running_alone() -> None:
-    two_cores = [  # the 4-camera benchmark's sweep on 2 cores (images/s, p50 ms of a run)
-        Measured(Candidate(1, 1, 1), 523.0, 1.8),
-        Measured(Candidate(1, 1, 4), 503.0, 8.4),
-        Measured(Candidate(1, 2, 1), 736.0, 1.3),
-        Measured(Candidate(1, 2, 4), 742.0, 5.3),
-        Measured(Candidate(2, 1, 1), 870.0, 2.3),  # 1.8 x 1.3 ms with both instances busy ...
-        Measured(Candidate(2, 1, 4), 957.0, 8.3),
-    ]
-    assert choose(two_cores).candidate == Candidate(2, 1, 4)  # ... but alone its instance takes 1.8 ms
-    slower_alone = [Measured(Candidate(1, 1, 1), 400.0, 2.3), *two_cores[1:]]
-    assert choose(slower_alone).candidate == Candidate(1, 2, 4)  # 2.3 / 1.3 > 1.5: every frame slower
-
-
 def test_a_tie_in_throughput_goes_to_the_larger_batch() -> None:
     tie = [
         Measured(Candidate(1, 2, 1), 400.0, 5.0),
