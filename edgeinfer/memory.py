@@ -1,8 +1,8 @@
 """Fewer malloc arenas: glibc gives each thread that allocates under contention an arena of its own
 (up to 8 per core) and seldom returns their freed pages. The daemon's threads (one per camera, one per
 detector instance, the pools) each grow one, for memory that a couple of shared arenas serve as well:
-measured, the 4-camera benchmark's peak RSS fell by 17-20 MB with two arenas and its throughput did not
-move (benchmarks/RESULTS.md). ``MALLOC_ARENA_MAX`` in the environment, if set, is the user's choice and
+measured, the 4-camera pipeline's peak RSS was 184-205 MB with two arenas against 213-238 MB, at the
+same throughput (benchmarks/RESULTS.md, 2026-12-02 third pass). ``MALLOC_ARENA_MAX`` in the environment, if set, is the user's choice and
 wins; on a C library other than glibc this does nothing."""
 
 from __future__ import annotations
