@@ -29,6 +29,7 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import architecture as A
+import bundled_manifest
 import numpy as np
 import onnx_export
 import tensorflow as tf
@@ -67,8 +68,7 @@ def append_tflite_metadata(path: Path, meta: dict[str, Any]) -> None:
 
 def update_manifest(variant: str, params: int, gflops: float, status: str) -> None:
     """Create/refresh this variant's manifest entry (metrics are filled in by evaluate.py)."""
-    path = BUNDLED / "manifest.json"
-    data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"models": []}
+    data = bundled_manifest.read()
     i8 = BUNDLED / f"{variant}_int8.tflite"
     old = next((m for m in data["models"] if m["name"] == variant), {})
     entry = {
@@ -92,7 +92,7 @@ def update_manifest(variant: str, params: int, gflops: float, status: str) -> No
     data["models"] = [m for m in data["models"] if m["name"] != variant] + [entry]
     data["models"].sort(key=lambda m: m["name"] != "shapes-s")
     data["default"] = "shapes-s"
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    bundled_manifest.write(data)
 
 
 def representative_images(n: int = 200, seed: int = 0) -> np.ndarray:

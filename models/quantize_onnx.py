@@ -29,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 BUNDLED = HERE / "bundled"
 sys.path.insert(0, str(HERE))
 
+import bundled_manifest  # noqa: E402
 from dataset import SEEDS, SRC_H, SRC_W  # noqa: E402
 
 from edgeinfer.config import DetectorConfig  # noqa: E402
@@ -138,9 +139,8 @@ def main() -> None:
         return
     metrics = evaluate({"onnx_float32": float_model, "onnx_int8": out}, a.test_images)
     print(json.dumps(metrics, indent=1))
-    manifest_path = BUNDLED / "manifest.json"
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    entry = next(m for m in manifest["models"] if m["name"] == a.variant)
+    manifest = bundled_manifest.read()
+    entry = bundled_manifest.entry(manifest, a.variant)
     entry["siblings"]["onnx_int8"] = out.name
     entry["siblings"]["onnx_int8_sha256"] = sha256_file(out)
     entry["siblings"]["onnx_int8_notes"] = (
@@ -149,8 +149,8 @@ def main() -> None:
         "float NCHW input and output like the float ONNX"
     )
     entry["metrics"]["onnx"] = {"test_images": a.test_images, **metrics}
-    manifest_path.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-    print(f"updated {manifest_path}")
+    bundled_manifest.write(manifest)
+    print(f"updated {bundled_manifest.PATH}")
 
 
 if __name__ == "__main__":

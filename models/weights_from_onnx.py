@@ -29,13 +29,10 @@ import cv2
 import numpy as np
 import onnx
 from dataset import letterbox
+from export import BUNDLED, IMGSZ, NAMES, WORK
 from onnx import numpy_helper
 
-HERE = Path(__file__).resolve().parent
-WORK = Path(os.environ.get("SHAPES_WORK", HERE / "work"))
-BUNDLED = HERE / "bundled"
-IMGSZ = 320
-NUM_CLASSES = 3
+NUM_CLASSES = len(NAMES)
 
 
 class RecordingOps:
