@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from edgeinfer.cli import main
+from edgeinfer.detect.tuning import usable_cores
 
 pytest.importorskip("psutil")
 pytest.importorskip("tqdm")
@@ -95,6 +96,12 @@ def test_bench_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     for key in ("pipeline_vs_limit", "pipeline_vs_naive", "pipeline_vs_naive_tuned"):
         assert _positive(row["ratios"][key])
     assert row["e2e_cdf"] == sorted(row["e2e_cdf"])
+    # Where the CPU went (Linux /proc): the instances' threads and the stages' thread did the work.
+    cpu = row["cpu_ms_per_frame"]
+    assert cpu["inference"] > 0 and cpu["stages"] > 0, cpu
+    assert row["cpu_bound_fps"] == pytest.approx(1e3 * usable_cores() / sum(cpu.values()), rel=0.05)
+    assert _positive(row["ratios"]["cpu_bound_vs_naive"]) and _positive(row["ratios"]["cpu_bound_vs_limit"])
+    assert "Where the CPU goes" in stdout and "CPU-bound / naive" in stdout
 
     with out_csv.open() as f:
         rows = list(csv.DictReader(f))

@@ -107,6 +107,32 @@ def stage_table(rows: Sequence[dict[str, Any]]) -> str:
     return _table(header, body)
 
 
+CPU_GROUPS = ("inference", "native", "stages", "event loop", "store", "captures", "other")
+
+
+def cpu_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Per config, ms of CPU per processed frame in each group of threads, their sum, and the fps that
+    sum allows on every usable core (the CPU-bound ceiling), also as a multiple of the naive loop."""
+    rows = [r for r in rows if r.get("cpu_ms_per_frame")]
+    if not rows:
+        return "(not measured: per-thread CPU needs Linux /proc)"
+    header = ("config", *CPU_GROUPS, "all", "CPU-bound fps", "CPU-bound / naive")
+    body = []
+    for r in rows:
+        groups = r["cpu_ms_per_frame"]
+        bound, spread = r.get("cpu_bound_fps"), r["spread"].get("cpu_bound_fps")
+        body.append(
+            (
+                _config(r),
+                *(_f(groups.get(g), 2) for g in CPU_GROUPS),
+                _f(sum(groups.values()), 2),
+                _with_spread(bound, spread, 0),
+                _with_spread(r["ratios"].get("cpu_bound_vs_naive"), r["spread"].get("cpu_bound_vs_naive"), 2),
+            )
+        )
+    return _table(header, body)
+
+
 def targets_table(targets: Sequence[dict[str, Any]]) -> str:
     mark = {True: "met", False: "**missed**", None: "n/a"}
     return _table(
@@ -138,6 +164,13 @@ def markdown(run: dict[str, Any]) -> str:
         "between stages; output is per store transaction, not per frame):",
         "",
         stage_table(rows),
+        "",
+        "Where the CPU goes: ms of CPU per processed frame by thread group (inference: the instances' threads; "
+        "native: threads Python did not start, such as a runtime's own pool; stages: prepare, decode, "
+        "tracking and outcomes; medians over repeats). CPU-bound fps = usable cores x 1000 / all: the most "
+        "this cost per frame allows however the work is scheduled.",
+        "",
+        cpu_table(rows),
         "",
         targets_table(run["targets"]),
     ]

@@ -28,6 +28,7 @@ import numpy as np
 
 from edgeinfer.bench.spec import RunSpec
 from edgeinfer.bench.stats import cdf_points, summarize
+from edgeinfer.bench.threadcpu import cpu_by_group, thread_cpu
 from edgeinfer.memory import limit_malloc_arenas
 
 PREFIX = "EDGEINFER-BENCH "
@@ -102,6 +103,7 @@ def build_config(spec: RunSpec, data_dir: Path) -> Any:
 async def _pipeline_once(spec: RunSpec, detector: Any, proc: Any) -> dict[str, Any]:
     from edgeinfer.app.daemon import Daemon
     from edgeinfer.app.metrics import STAGES, Metrics
+    from edgeinfer.detect.tuning import usable_cores
 
     with tempfile.TemporaryDirectory(prefix="edgeinfer-bench-") as tmp:
         config = build_config(spec, Path(tmp))
@@ -132,9 +134,9 @@ async def _pipeline_once(spec: RunSpec, detector: Any, proc: Any) -> dict[str, A
         pipeline.builder.tracking_ms.clear()
         frames0, batches0 = pipeline.frames_total, pipeline.batches
         counters0 = pipeline.batcher.counters()
-        cpu0, wall0 = proc.cpu_times(), time.monotonic()
+        threads0, cpu0, wall0 = thread_cpu(), proc.cpu_times(), time.monotonic()
         await sleep_or_fail(spec.duration)
-        wall1, cpu1 = time.monotonic(), proc.cpu_times()
+        wall1, cpu1, threads1 = time.monotonic(), proc.cpu_times(), thread_cpu()
         frames1, batches1 = pipeline.frames_total, pipeline.batches
         counters1 = pipeline.batcher.counters()
         samples = {stage: metrics.windows[stage].values() for stage in STAGES}
@@ -153,6 +155,9 @@ async def _pipeline_once(spec: RunSpec, detector: Any, proc: Any) -> dict[str, A
         for n in counters1
     )
     cpu_s = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+    per_frame = None
+    if threads0 is not None and threads1 is not None and frames:
+        per_frame = {g: 1e3 * s / frames for g, s in cpu_by_group(threads0, threads1).items()}
     return {
         "pipeline_fps": frames / seconds if seconds > 0 else 0.0,
         "frames": frames,
@@ -160,6 +165,10 @@ async def _pipeline_once(spec: RunSpec, detector: Any, proc: Any) -> dict[str, A
         "mean_batch_size": frames / batches if batches else None,
         "dropped": dropped,
         "cpu_percent": 100.0 * cpu_s / seconds if seconds > 0 else None,
+        # Where the CPU went, per thread group, in ms per processed frame; and the most frames a second
+        # the usable cores could give at that cost per frame (a CPU-bound pipeline's ceiling).
+        "cpu_ms_per_frame": per_frame,
+        "cpu_bound_fps": 1e3 * usable_cores() / sum(per_frame.values()) if per_frame else None,
         "rss_mb": rss_now_mb,
         "seconds": seconds,
         "latency_ms": {stage: summarize(values) for stage, values in samples.items()},

@@ -65,6 +65,8 @@ def _fake_result(cameras: int = 4, batch: int = 4, fps: float | None = None, sca
                 "mean_batch_size": 3.5,
                 "dropped": 0,
                 "cpu_percent": 180.0,
+                "cpu_ms_per_frame": {"inference": 2.0 * k, "stages": 1.0, "event loop": 0.5},
+                "cpu_bound_fps": 2e3 / (3.5 + 2.0 * (k - 1)),
                 "latency_ms": {
                     "e2e": lat(30.0 * k),
                     "queue": lat(5.0),
@@ -114,7 +116,25 @@ def test_summarize_result_shape() -> None:
     assert row["ratios"]["p50_e2e_minus_p50_limit_ms"] > 0
     assert set(row["latency_ms"]) >= {"e2e", "queue", "preprocess", "inference", "postprocess"}
     assert row["peak_rss_excl_ring_mb"] == pytest.approx(121.9)
+    # CPU per frame: the median per group over the repeats, largest first; the bound paired per repeat
+    assert row["cpu_ms_per_frame"] == {"inference": 2.0, "stages": 1.0, "event loop": 0.5}
+    assert list(row["cpu_ms_per_frame"]) == ["inference", "stages", "event loop"]
+    assert row["cpu_bound_fps"] == pytest.approx(2e3 / 3.5, abs=1e-3)
+    assert row["ratios"]["cpu_bound_vs_naive"] == pytest.approx(2e3 / 3.5 / 40.0, abs=1e-3)
+    assert row["ratios"]["cpu_bound_vs_limit"] == pytest.approx(2e3 / 3.5 / 100.0, abs=1e-3)
     json.dumps(row)  # plain data
+
+
+def test_summarize_result_without_thread_cpu() -> None:
+    result = _fake_result()
+    for rep in result["repeats"]:
+        rep["pipeline"]["cpu_ms_per_frame"] = rep["pipeline"]["cpu_bound_fps"] = None  # no /proc
+    row = summarize_result(result)
+    assert row["cpu_ms_per_frame"] is None and row["cpu_bound_fps"] is None
+    assert row["ratios"]["cpu_bound_vs_naive"] is None
+    assert "not measured" in report.cpu_table([row])
+    note = {t["target"]: t for t in evaluate_targets([row])}["pipeline_fps / naive_fps"]["note"]
+    assert "at most" not in note
 
 
 def test_targets_and_tables() -> None:
@@ -137,7 +157,14 @@ def test_targets_and_tables() -> None:
         "targets": list(targets.values()),
     }
     md = report.markdown(run)
-    assert md.count("\n| 4 cam, b4, max fps |") == 3  # main, sweep and stage tables
+    assert md.count("\n| 4 cam, b4, max fps |") == 4  # main, sweep, stage and CPU tables
+    # the CPU table: per group, their sum, the bound (median [spread]) and the bound over naive
+    assert (
+        "| 4 cam, b4, max fps | 2.00 | - | 1.00 | 0.50 | - | - | - | 3.50 | 571 [556-588] | 14.29 [13.89-14.71] |"
+        in md
+    )
+    assert "at most 571 fps = 14.29 x naive" in targets["pipeline_fps / naive_fps"]["note"]
+    assert "at most 571 fps = 5.71 x limit" in targets["pipeline_fps / limit_fps"]["note"]
     assert "| 2x1 b4 (measured) | 50 fps / 20.0 ms | 100 fps / 20.0 ms |" in md
     assert "90.0 [85.5-94.5]" in md
     parsed = list(csv.DictReader(io.StringIO(report.to_csv(rows))))
