@@ -2,7 +2,9 @@
 
 The assignment is solved by ``lap.lapjv`` (the ``lapx`` package: Jonker-Volgenant, C++, a 0.3 MB wheel
 for x86_64 and aarch64) rather than a hand-written solver; ``cost_limit`` leaves a pair unmatched when
-its cost is above the gate, so a far-off detection starts its own track instead of stealing one.
+its cost is above the gate, so a far-off detection starts its own track instead of stealing one. In a
+steady scene every track's cheapest detection is a different one; that is already the best assignment and
+is taken without the solver (:func:`_distinct_cheapest`).
 """
 
 from __future__ import annotations
@@ -34,8 +36,34 @@ def match(cost: np.ndarray, max_cost: float) -> tuple[np.ndarray, np.ndarray]:
     Returns (rows, cols), index arrays of equal length; rows and columns left out are unmatched."""
     if cost.size == 0:
         return _EMPTY, _EMPTY
+    cheapest = _distinct_cheapest(cost, max_cost)
+    if cheapest is not None:
+        return cheapest
     _, row_to_col, _ = lap.lapjv(cost, extend_cost=True, cost_limit=max_cost + 1e-9)
     rows = np.flatnonzero(row_to_col >= 0)
     cols = row_to_col[rows].astype(np.int64)
     ok = cost[rows, cols] <= max_cost
     return rows[ok], cols[ok]
+
+
+def _distinct_cheapest(cost: np.ndarray, max_cost: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """The pairs of the minimum-cost assignment when it is each row's cheapest column, or None.
+
+    With no more rows than columns: when the rows that have a pair within the gate all have different
+    cheapest columns, pairing each with it is optimal (no row can do better, and leaving a pair out costs
+    the gate, more than the pair); the rows without one stay unmatched in any assignment. With more rows
+    than columns, the same by columns. Returned as :func:`match` does, rows ascending."""
+    if cost.shape[0] <= cost.shape[1]:
+        cols = cost.argmin(axis=1)
+        rows = np.flatnonzero(cost[np.arange(len(cols)), cols] <= max_cost)
+        cols = cols[rows]
+    else:
+        rows = cost.argmin(axis=0)
+        cols = np.flatnonzero(cost[rows, np.arange(len(rows))] <= max_cost)
+        rows = rows[cols]
+        order = np.argsort(rows)
+        rows, cols = rows[order], cols[order]
+    distinct = cols if cost.shape[0] <= cost.shape[1] else rows
+    if len(np.unique(distinct)) != len(distinct):
+        return None
+    return rows.astype(np.int64), cols.astype(np.int64)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgeinfer.detect.detections import Detections
-from edgeinfer.tracking.assign import iou_matrix, match
+from edgeinfer.tracking.assign import _distinct_cheapest, iou_matrix, match
 from edgeinfer.tracking.kalman import BoxKalman
 from edgeinfer.tracking.tracker import ByteTracker, TrackerSettings
 
@@ -156,3 +156,37 @@ def test_kalman_learns_a_constant_velocity():
     assert kf.velocity[0, 0] == pytest.approx(5.0, abs=0.3)
     kf.predict()
     assert kf.boxes()[0, 0] == pytest.approx(75.0, abs=1.0)
+
+
+def _solver(cost: np.ndarray, max_cost: float) -> tuple[list[int], list[int]]:
+    """The Jonker-Volgenant solver alone, as match() ran before its shortcut."""
+    import lap
+
+    _, row_to_col, _ = lap.lapjv(cost, extend_cost=True, cost_limit=max_cost + 1e-9)
+    rows = np.flatnonzero(row_to_col >= 0)
+    cols = row_to_col[rows]
+    ok = cost[rows, cols] <= max_cost
+    return rows[ok].tolist(), cols[ok].tolist()
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 3), (4, 6), (6, 4), (8, 8), (2, 9), (9, 2)])
+def test_match_equals_the_solver_with_and_without_its_shortcut(shape: tuple[int, int]) -> None:
+    """Random scenes of boxes near tracks (the shortcut's case) and crowded ones (the solver's): the
+    pairs are the solver's in every one."""
+    rng = np.random.default_rng(shape[0] * 10 + shape[1])
+    shortcut = 0
+    for trial in range(300):
+        spread = 20.0 if trial % 2 else 200.0  # sparse scenes, then crowded ones where tracks compete
+        tracks = rng.uniform(0, spread, (shape[0], 2))
+        found = tracks[rng.permutation(shape[0])[: shape[1]]] if shape[1] <= shape[0] else None
+        if found is None:
+            found = np.concatenate([tracks, rng.uniform(0, spread, (shape[1] - shape[0], 2))])
+        found = found + rng.normal(0, 3, found.shape)
+        a = np.concatenate([tracks, tracks + 30], axis=1)
+        b = np.concatenate([found, found + 30], axis=1)
+        cost = 1.0 - iou_matrix(a, b)
+        rows, cols = match(cost, 0.7)
+        assert (rows.tolist(), cols.tolist()) == _solver(cost, 0.7), (trial, cost)
+        shortcut += _distinct_cheapest(cost, 0.7) is not None
+    assert shortcut > 0
+    assert shortcut < 300 or min(shape) == 1  # both paths were taken (one row or column: always the shortcut)
