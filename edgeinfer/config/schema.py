@@ -208,6 +208,13 @@ class DetectorConfig(Strict):
     threads: Count | Literal["auto"] = Field(
         "auto", description="Runtime threads per instance; auto: chosen with the instances."
     )
+    nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Linux: the instances' threads run this much nicer than the daemon's other threads, "
+        "which prepare and route their batches and so come first; 0: the same priority.",
+    )
     conf: float = Field(0.25, gt=0, lt=1)
     iou: float = Field(0.45, gt=0, le=1)
     max_det: int = Field(300, ge=1, le=10000)

@@ -102,7 +102,7 @@ class Pipeline:
             snapshots=snapshots,
         )
         self.builder = builder
-        self.stages = Stages(detector, builder, instances=instances, clock=clock)
+        self.stages = Stages(detector, builder, instances=instances, clock=clock, nice=config.detector.nice)
         self.processed: dict[str, int] = {c.name: 0 for c in config.cameras}
         self.frames_total = 0
         self.batches = 0

@@ -42,6 +42,7 @@ import numpy as np
 
 from edgeinfer.detect.detections import Detections
 from edgeinfer.pipeline.outcomes import OutcomeBuilder
+from edgeinfer.pipeline.priority import lower_this_thread
 from edgeinfer.pipeline.types import DetectorLike, Outcome, StageTimes
 from edgeinfer.sources.frame import Frame
 
@@ -83,14 +84,21 @@ class Stages:
         *,
         instances: Sequence[DetectorLike[Any]] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        nice: int = 0,
     ) -> None:
         """``detector`` prepares and decodes; ``instances`` (default: the detector alone) infer, and each
-        accepts what ``detector.prepare`` gives."""
+        accepts what ``detector.prepare`` gives. ``nice``: how much nicer the instances' threads run than
+        the rest (:mod:`edgeinfer.pipeline.priority`)."""
         self.detector, self.builder, self._clock = detector, builder, clock
         self.instances = list(instances) if instances else [detector]
         self._cpu = ThreadPoolExecutor(1, thread_name_prefix="edgeinfer.cpu")
         self._workers = [
-            ThreadPoolExecutor(1, thread_name_prefix="edgeinfer.infer" + (f".{i}" if i else ""))
+            ThreadPoolExecutor(
+                1,
+                thread_name_prefix="edgeinfer.infer" + (f".{i}" if i else ""),
+                initializer=lower_this_thread,
+                initargs=(nice,),
+            )
             for i in range(len(self.instances))
         ]
         # Which instances are idle and which prepared jobs wait for one: read and changed under the lock,

@@ -4,6 +4,8 @@ script. Stage times come out exact; which thread does what, and in which order, 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import threading
 from types import SimpleNamespace
 
@@ -389,3 +391,50 @@ def test_a_hard_stop_while_a_batch_is_in_a_runtime_leaves_no_error_behind():
 
     asyncio.run(asyncio.wait_for(main(), 10))
     assert errors == []
+
+
+class NiceInstance(GatedInstance):
+    """Notes the niceness of the thread each run is on."""
+
+    def __init__(self, detector: ClockDetector) -> None:
+        super().__init__(detector)
+        self.nice: list[int] = []
+
+    def infer(self, prepared):
+        self.nice.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return super().infer(prepared)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="niceness per thread is Linux's")
+def test_the_instances_threads_run_nicer_than_the_threads_that_feed_them():
+    clock = FakeClock()
+    detector = ClockDetector(clock)
+    prepared_at: list[int] = []
+    prepare = detector.prepare
+
+    def noting_prepare(images):
+        prepared_at.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return prepare(images)
+
+    detector.prepare = noting_prepare  # type: ignore[method-assign]
+    instances = [NiceInstance(detector), NiceInstance(detector)]
+    stages = Stages(detector, RecordingBuilder(), instances=instances, clock=clock, nice=5)
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    asyncio.run(asyncio.wait_for(stages.run(PairBatches(clock, 6), _discard), 10))
+    ran = instances[0].nice + instances[1].nice
+    assert len(ran) == 6 and set(ran) == {min(19, base + 5)}
+    assert prepared_at and set(prepared_at) == {base}  # the cpu thread, like the loop, is left as it was
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
+
+
+def test_nice_0_leaves_the_instances_threads_as_they_were():
+    clock = FakeClock()
+    detector = ClockDetector(clock)
+    instance = NiceInstance(detector)
+    stages = Stages(detector, RecordingBuilder(), instances=[instance], clock=clock)
+    asyncio.run(asyncio.wait_for(stages.run(PairBatches(clock, 2), _discard), 10))
+    assert instance.nice == [os.getpriority(os.PRIO_PROCESS, 0)] * 2
+
+
+async def _discard(finished: Finished) -> None:
+    assert finished.error is None
