@@ -58,6 +58,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--threads", type=_count, default=d.threads, metavar="N|auto", help="detector.threads (default: auto)"
     )
+    g.add_argument(
+        "--nice",
+        type=int,
+        choices=range(20),
+        default=d.nice,
+        metavar="0-19",
+        help="detector.nice: how much nicer the instances' threads run (default: %(default)s)",
+    )
     g.add_argument("--cameras", type=int, default=d.cameras, help="synthetic cameras")
     g.add_argument("--batch", type=int, default=d.max_batch_size, metavar="N", help="max_batch_size")
     g.add_argument("--max-delay-ms", type=float, default=d.max_delay_ms)
@@ -119,6 +127,7 @@ def specs_from_args(args: argparse.Namespace) -> list[RunSpec]:
         max_delay_ms=args.max_delay_ms,
         instances=args.instances,
         threads=args.threads,
+        nice=args.nice,
         backend=args.backend,
         model=args.model,
         fps=args.fps,

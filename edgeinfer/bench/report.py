@@ -89,6 +89,8 @@ def sweep_table(rows: Sequence[dict[str, Any]]) -> str:
     for r in rows:
         d = r.get("detector") or {}
         mine = f"{d.get('instances')}x{d.get('threads')} b{d.get('batch')} ({d.get('how')})" if d else "-"
+        if d.get("nice") is not None:
+            mine += f", nice {d['nice']}"
         body.append(
             (_config(r), mine, *(f"{_f(m['fps'], 0)} fps / {_f(m['p50_ms'])} ms" for m in r["sweep"]))
         )

@@ -13,6 +13,7 @@ class RunSpec:
     max_delay_ms: float = 10.0
     instances: int | None = None  # per-pipeline runtime instances; None: auto (measured, as the daemon does)
     threads: int | None = None  # per instance; None: auto
+    nice: int = 10  # detector.nice
     backend: str = "auto"
     model: str = "bundled"
     fps: float | None = None  # per camera; None: unlimited (demand-driven synthetic source)

@@ -91,6 +91,7 @@ def build_config(spec: RunSpec, data_dir: Path) -> Any:
             backend=spec.backend,
             instances=spec.instances or "auto",
             threads=spec.threads or "auto",
+            nice=spec.nice,
         ),
         batching=BatchingConfig(max_batch_size=spec.max_batch_size, max_delay_ms=spec.max_delay_ms),
         http=HTTPConfig(enabled=False),
@@ -422,6 +423,7 @@ def run_worker(spec: RunSpec) -> dict[str, Any]:
             "threads": detector.choice.threads,
             "batch": detector.choice.batch,
             "how": detector.choice.how,
+            "nice": config.detector.nice,
             "tuning": [m.to_json() for m in detector.choice.measured],
             # RSS the instances added when they were opened (the model file's pages are shared).
             "rss_mb_per_instance": pool_rss_mb / detector.choice.instances,

@@ -6,6 +6,7 @@ import argparse
 import csv
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,8 @@ from edgeinfer.bench.cli import add_arguments, specs_from_args
 from edgeinfer.bench.runner import evaluate_targets, summarize_result, sweep_specs
 from edgeinfer.bench.spec import RunSpec
 from edgeinfer.bench.stats import cdf_points, median_spread, merge_latency, summarize
-from edgeinfer.bench.worker import _handoff
+from edgeinfer.bench.worker import _handoff, build_config
+from edgeinfer.config import DetectorConfig
 
 
 def test_summarize_orders_percentiles() -> None:
@@ -187,6 +189,11 @@ def test_cli_specs() -> None:
     assert [s.name for s in sweep_specs(RunSpec(), [2], [4], latency_config=False)] == ["4cam/b2/maxfps"]
     with pytest.raises(SystemExit):
         parser.parse_args(["--sweep-batches", "0,x"])
+    [spec] = specs_from_args(parser.parse_args(["--nice", "0", "--no-latency-config"]))
+    assert spec.nice == 0 and build_config(spec, Path("/tmp")).detector.nice == 0
+    assert specs_from_args(parser.parse_args([]))[0].nice == DetectorConfig().nice == 10
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--nice", "20"])
 
 
 def test_worker_failure_is_reported(tmp_path) -> None:
