@@ -8,10 +8,13 @@ a formula: each candidate (instances x threads x batch, never more threads in al
 bare on pre-built tensors, all its instances invoking at once, for a short while, and :func:`choose`
 keeps the best throughput among the configurations whose batch-1 p50 latency stays within
 ``LATENCY_SLACK`` x the best batch-1 p50 (so a configuration that only wins by making every frame slow
-is not picked). Throughputs within ``TIE_SHARE`` of the best are a tie, and the largest batch wins it:
-the pipeline pays per batch (the hand-off to an instance, the decode call, the loop's wake-up) what a bare
-run does not, so in the pipeline the larger batch is the faster of two bare equals (measured: 2 x 1
-threads at batch 4 ran the 4-camera bench at 361-407 frames/s, at batch 1 284, on a bare tie of 1 %).
+is not picked). Throughputs are compared as the pipeline would see them: it spends about
+``PIPELINE_BATCH_S`` per batch that a bare run does not (the hand-offs to and from an instance, the decode
+call, the store's transaction, the loop's wake-ups), so a candidate's ``fps`` counts as
+``1 / (1 / fps + PIPELINE_BATCH_S / batch)``. On the 2-core benchmark machine 2 x 1 threads ran 971
+frames/s bare at batch 1 and 865 at batch 4, yet the 4-camera pipeline 326 at batch 1 against 461 at
+batch 4: 1.2 ms more per batch (benchmarks/RESULTS.md, "2026-12-02, fourth pass"). Of the throughputs
+within ``TIE_SHARE`` of the best, the largest batch wins.
 
 The choice is cached in a JSON file keyed by the model's sha256, the runtime and its version, the CPU
 model, the usable cores and the constraints, so only the first start on a device pays for it (a few
@@ -39,14 +42,17 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 LATENCY_SLACK = 1.5
-TIE_SHARE = 0.05  # bare throughputs this close are within a run's noise here
+TIE_SHARE = 0.05  # throughputs this close are within a run's noise here
+PIPELINE_BATCH_S = 0.001  # what the pipeline spends per batch besides the runtime (1.2 ms measured here)
 MEASURE_S = 0.4  # per candidate, after its warm-up runs
 WARMUP_RUNS = 2  # each instance alone, then all at once for WARMUP_S
 # Unmeasured, all instances running: with two runs only, the first candidate of a fresh process measured
 # 1.4x its p50 in a warm one (2.33 against 1.63 ms), enough to turn the latency rule's verdict.
 WARMUP_S = 0.15
 CACHE_ENV = "EDGEINFER_TUNING_CACHE"
-CACHE_VERSION = 2  # 2: ties go to the larger batch (a choice cached under 1 is measured again)
+CACHE_VERSION = (
+    3  # 2: ties go to the larger batch; 3: the pipeline's cost per batch counts (older: measured again)
+)
 
 
 class Runnable(Protocol):
@@ -173,9 +179,15 @@ def measure(
     return Measured(candidate, len(runs) * candidate.batch / wall, float(np.median(runs)) * 1e3)
 
 
-def choose(measured: Sequence[Measured], slack: float = LATENCY_SLACK, tie: float = TIE_SHARE) -> Measured:
-    """The best throughput among configurations whose batch-1 p50 is within ``slack`` x the best one;
-    of those within ``tie`` of that throughput, the largest batch (then the fastest)."""
+def choose(
+    measured: Sequence[Measured],
+    slack: float = LATENCY_SLACK,
+    tie: float = TIE_SHARE,
+    batch_s: float = PIPELINE_BATCH_S,
+) -> Measured:
+    """The best throughput in the pipeline (:func:`in_pipeline`, with ``batch_s`` per batch) among the
+    configurations whose batch-1 p50 is within ``slack`` x the best one; of those within ``tie`` of that
+    throughput, the largest batch (then the fastest)."""
     if not measured:
         raise ValueError("nothing was measured")
     b1 = {(m.candidate.instances, m.candidate.threads): m.p50_ms for m in measured if m.candidate.batch == 1}
@@ -185,9 +197,17 @@ def choose(measured: Sequence[Measured], slack: float = LATENCY_SLACK, tie: floa
         p50 = b1.get((m.candidate.instances, m.candidate.threads))
         return best_b1 is None or p50 is None or p50 <= slack * best_b1
 
-    allowed = [m for m in measured if admissible(m)]
-    top = max(m.fps for m in allowed)
-    return max((m for m in allowed if m.fps >= (1.0 - tie) * top), key=lambda m: (m.candidate.batch, m.fps))
+    allowed = {m: in_pipeline(m, batch_s) for m in measured if admissible(m)}
+    top = max(allowed.values())
+    return max(
+        (m for m, fps in allowed.items() if fps >= (1.0 - tie) * top),
+        key=lambda m: (m.candidate.batch, m.fps),
+    )
+
+
+def in_pipeline(m: Measured, batch_s: float = PIPELINE_BATCH_S) -> float:
+    """Frames a second ``m`` would give in a pipeline that spends ``batch_s`` per batch besides the runtime."""
+    return 1.0 / (1.0 / m.fps + batch_s / m.candidate.batch) if m.fps > 0 else 0.0
 
 
 # ------------------------------------------------------------------ the cache

@@ -16,6 +16,7 @@ from edgeinfer.detect.tuning import (
     cache_path,
     candidates,
     choose,
+    in_pipeline,
     load_cached,
     save_cached,
 )
@@ -60,8 +61,9 @@ def test_choose_refuses_a_configuration_that_is_fast_only_by_making_every_frame_
         Measured(Candidate(2, 1, 1), 300.0, 7.0),  # 1.4 x: in
         Measured(Candidate(2, 1, 4), 280.0, 25.0),
     ]
-    assert choose(fast_slow).candidate == Candidate(2, 1, 1)
-    assert choose(fast_slow, slack=2.0).candidate == Candidate(4, 1, 4)
+    # bare throughputs alone (no per-batch cost): the latency rule by itself
+    assert choose(fast_slow, batch_s=0.0).candidate == Candidate(2, 1, 1)
+    assert choose(fast_slow, slack=2.0, batch_s=0.0).candidate == Candidate(4, 1, 4)
 
 
 def test_a_tie_in_throughput_goes_to_the_larger_batch() -> None:
@@ -71,10 +73,33 @@ def test_a_tie_in_throughput_goes_to_the_larger_batch() -> None:
         Measured(Candidate(2, 1, 1), 649.0, 6.0),
         Measured(Candidate(2, 1, 4), 642.0, 12.0),  # 1 % below: a tie, and batches amortise the pipeline
     ]
-    assert choose(tie).candidate == Candidate(2, 1, 4)
-    assert choose(tie, tie=0.0).candidate == Candidate(2, 1, 1)
+    assert choose(tie, batch_s=0.0).candidate == Candidate(2, 1, 4)
+    assert choose(tie, tie=0.0, batch_s=0.0).candidate == Candidate(2, 1, 1)
     beaten = [*tie[:3], Measured(Candidate(2, 1, 4), 600.0, 12.0)]  # 7.5 % below: not a tie
-    assert choose(beaten).candidate == Candidate(2, 1, 1)
+    assert choose(beaten, batch_s=0.0).candidate == Candidate(2, 1, 1)
+
+
+def test_the_pipelines_cost_per_batch_counts_against_small_batches() -> None:
+    """As measured on the benchmark machine: 2 x 1 at batch 1 ran 12 % faster bare than at batch 4, yet the
+    pipeline ran 30 % slower with it (it pays per batch what a bare run does not). Batch 1 wins only where
+    it is faster by more than that cost."""
+    measured = [
+        Measured(Candidate(1, 2, 1), 656.0, 1.43),
+        Measured(Candidate(1, 2, 4), 663.0, 5.61),
+        Measured(Candidate(2, 1, 1), 971.0, 1.85),
+        Measured(Candidate(2, 1, 4), 865.0, 7.75),
+    ]
+    assert choose(measured).candidate == Candidate(2, 1, 4)
+    assert in_pipeline(measured[2]) == pytest.approx(1 / (1 / 971 + 0.001))
+    assert in_pipeline(measured[3]) == pytest.approx(1 / (1 / 865 + 0.00025))
+    assert choose(measured, batch_s=0.0).candidate == Candidate(2, 1, 1)  # bare alone: 12 % is no tie
+    slow_batches = [  # batch 4 half as fast as batch 1
+        measured[0],
+        Measured(Candidate(1, 2, 4), 330.0, 48.0),
+        measured[2],
+        Measured(Candidate(2, 1, 4), 450.0, 35.0),
+    ]
+    assert choose(slow_batches).candidate == Candidate(2, 1, 1)
 
 
 def test_the_cache_keeps_a_choice_per_key(tmp_path: Path) -> None:
