@@ -39,6 +39,7 @@ from edgeinfer.detect.pool import DetectorPool, open_pool
 from edgeinfer.errors import ConfigError, EdgeInferError
 from edgeinfer.pipeline.cameras import CameraCollector
 from edgeinfer.pipeline.pipeline import Pipeline
+from edgeinfer.pipeline.priority import instance_nice
 from edgeinfer.sinks.mqtt_publisher import MQTTPublisher
 from edgeinfer.store.sqlite import STORE_FILE, AsyncStore, Store
 from edgeinfer.store.writer import StoreWriter
@@ -113,6 +114,7 @@ class Daemon:
             max_bytes=config.storage.snapshots_max_bytes,
             retention_s=config.storage.retention,
         )
+        pool = self.detector if isinstance(self.detector, DetectorPool) else None
         self.pipeline = Pipeline(
             config,
             self.detector,
@@ -121,8 +123,9 @@ class Daemon:
             context=self._context,
             max_frames=max_frames,
             seq_start=self.store.store.next_seqs(),  # event seqs continue after the stored ones
-            instances=self.detector.instances if isinstance(self.detector, DetectorPool) else None,
-            max_batch_size=self.detector.choice.batch if isinstance(self.detector, DetectorPool) else None,
+            instances=pool.instances if pool else None,
+            max_batch_size=pool.choice.batch if pool else None,
+            nice=instance_nice(config.detector.nice, pool.choice.threads if pool else None),
             on_result=None if self.live is None else self.live.publish,
             track_prefix=str(self.store.store.next_boot()),  # track ids: unique across restarts too
             snapshots=self.snapshots,

@@ -67,9 +67,11 @@ class Pipeline:
         on_result: FrameResultHook | None = None,
         track_prefix: str | None = None,
         snapshots: SnapshotStore | None = None,
+        nice: int | None = None,
     ) -> None:
         """``instances``: the detector's runtime instances (default: the detector alone);
-        ``max_batch_size``: a lower batch cap than the config's (the detector tuning's choice)."""
+        ``max_batch_size``: a lower batch cap than the config's (the detector tuning's choice); ``nice``:
+        how much nicer the instances' threads run (default: ``detector.nice``)."""
         self.config, self.detector = config, detector
         self.observer: PipelineObserver = observer or NullObserver()
         self._sink, self._clock = sink, clock
@@ -102,7 +104,8 @@ class Pipeline:
             snapshots=snapshots,
         )
         self.builder = builder
-        self.stages = Stages(detector, builder, instances=instances, clock=clock, nice=config.detector.nice)
+        nice = config.detector.nice if nice is None else nice
+        self.stages = Stages(detector, builder, instances=instances, clock=clock, nice=nice)
         self.processed: dict[str, int] = {c.name: 0 for c in config.cameras}
         self.frames_total = 0
         self.batches = 0

@@ -21,6 +21,15 @@ logger = logging.getLogger(__name__)
 MAX_NICE = 19
 
 
+def instance_nice(configured: int, threads: int | None) -> int:
+    """How much nicer the instances' threads run: ``configured`` for single-threaded instances, 0 where
+    each has ``threads`` > 1. Such a runtime splits every invoke between the instance's thread and a pool
+    of its own, which Python does not start and stays at the daemon's priority; the invoke then waits for
+    its slowest part, the niced one (1 camera at 10 fps on 1 x 2 threads: e2e p50 7.5-7.8 ms against
+    5.6-6.0 at the same priority, benchmarks/RESULTS.md)."""
+    return configured if threads is None or threads <= 1 else 0
+
+
 def lower_this_thread(steps: int) -> bool:
     """Make the calling thread ``steps`` nicer than it is (capped at 19); False where that is not done
     (not Linux, ``steps`` 0, or the system refused)."""

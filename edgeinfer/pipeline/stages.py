@@ -91,6 +91,7 @@ class Stages:
         the rest (:mod:`edgeinfer.pipeline.priority`)."""
         self.detector, self.builder, self._clock = detector, builder, clock
         self.instances = list(instances) if instances else [detector]
+        self.nice = nice
         self._cpu = ThreadPoolExecutor(1, thread_name_prefix="edgeinfer.cpu")
         self._workers = [
             ThreadPoolExecutor(

@@ -45,6 +45,7 @@ def test_two_litert_instances_share_the_work_and_keep_each_cameras_order(tmp_pat
         summary = asyncio.run(daemon.run())
     finally:
         pool.close()
+    assert daemon.pipeline.stages.nice == config.detector.nice == 10  # single-threaded: niced
     per_instance = daemon.pipeline.stages.jobs_per_instance
     assert len(per_instance) == 2 and min(per_instance) >= 0.2 * max(per_instance), per_instance
     store = open_store(config)
@@ -103,3 +104,16 @@ def test_auto_is_measured_once_then_read_from_the_data_dir(
         )
     finally:
         second.close()
+
+
+def test_instances_with_a_thread_pool_of_their_own_are_not_niced(tmp_path: Path) -> None:
+    """The runtime's pool threads stay at the daemon's priority, so the instance's own thread does too
+    (a niced caller held its invokes up)."""
+    config = _config(tmp_path, instances=1, threads=2)
+    pool = open_pool(config.detector, max_batch=2, data_dir=tmp_path)
+    try:
+        daemon = Daemon(config, detector=pool, status_interval=60, max_frames=8)
+        asyncio.run(daemon.run())
+    finally:
+        pool.close()
+    assert daemon.pipeline.stages.nice == 0 and daemon.pipeline.frames_total >= 8

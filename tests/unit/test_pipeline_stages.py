@@ -15,6 +15,7 @@ import pytest
 from edgeinfer.config import CameraConfig
 from edgeinfer.detect.detections import Detections
 from edgeinfer.pipeline.outcomes import OutcomeBuilder
+from edgeinfer.pipeline.priority import instance_nice
 from edgeinfer.pipeline.stages import Finished, Stages
 from edgeinfer.sources.frame import Frame
 
@@ -438,3 +439,8 @@ def test_nice_0_leaves_the_instances_threads_as_they_were():
 
 async def _discard(finished: Finished) -> None:
     assert finished.error is None
+
+
+def test_only_single_threaded_instances_are_niced():
+    assert instance_nice(10, 1) == 10 and instance_nice(10, None) == 10 and instance_nice(3, 1) == 3
+    assert instance_nice(10, 2) == 0 and instance_nice(10, 4) == 0
