@@ -318,6 +318,7 @@ def run_worker(spec: RunSpec) -> dict[str, Any]:
     proc = psutil.Process()
     start_mono = _process_start_monotonic()
     from edgeinfer.detect.pool import open_pool, sample_tensors
+    from edgeinfer.pipeline.priority import instance_nice
     from edgeinfer.tracking import decoder_conf
 
     # The detector the daemon would open for this config (its decoder keeps the trackers' low scores).
@@ -423,7 +424,7 @@ def run_worker(spec: RunSpec) -> dict[str, Any]:
             "threads": detector.choice.threads,
             "batch": detector.choice.batch,
             "how": detector.choice.how,
-            "nice": config.detector.nice,
+            "nice": instance_nice(config.detector.nice, detector.choice.threads),  # as the daemon sets it
             "tuning": [m.to_json() for m in detector.choice.measured],
             # RSS the instances added when they were opened (the model file's pages are shared).
             "rss_mb_per_instance": pool_rss_mb / detector.choice.instances,

@@ -151,7 +151,8 @@ def test_targets_and_tables() -> None:
     assert targets["pipeline_fps / naive_fps"]["met"] is True
     assert targets["1 camera @ 10 fps: p50 e2e - p50 bare invoke"]["met"] is False
     assert targets["startup to first event (from process start)"]["met"] is True
-    assert targets["peak RSS"]["met"] is True
+    assert targets["peak RSS at 4 cameras"]["met"] is True  # 150 MB
+    assert targets["peak RSS at 8 cameras"]["met"] is None  # not run
     run = {
         "machine": {"cpu_model": "cpu", "python": "3.11"},
         "model": {"file": "m"},
@@ -202,3 +203,13 @@ def test_worker_failure_is_reported(tmp_path) -> None:
     spec = RunSpec(model=str(tmp_path / "missing.tflite"), repeats=1, duration=0.1, warmup=0.0)
     with pytest.raises(WorkerError, match="model file not found"):
         run_spec(spec)
+
+
+@pytest.mark.parametrize(("peak", "met"), [(241.0, True), (251.0, False)])
+def test_peak_rss_at_8_cameras_has_its_own_goal(peak: float, met: bool) -> None:
+    targets = {
+        t["target"]: t
+        for t in evaluate_targets([summarize_result({**_fake_result(8, 4), "peak_rss_mb": peak})])
+    }
+    assert targets["peak RSS at 8 cameras"]["met"] is met
+    assert targets["peak RSS at 4 cameras"]["met"] is None  # an 8-camera row is not judged by 4's goal
