@@ -5,7 +5,7 @@ On a small CPU the instances' ``invoke()`` keeps every core busy, and the daemon
 it; one of them holding the GIL while it waits stalls all the others. Those threads are the instances'
 supply, so the wait comes back as instances idle for lack of a prepared batch. With the instance threads
 a few steps nicer, the feeders run as soon as they are ready and inference takes every cycle left over:
-on the 2-core benchmark machine the pipeline reached 0.90 of its CPU-bound ceiling instead of 0.83
+on the 2-core benchmark machine the pipeline reached 0.89-0.91 of its CPU-bound ceiling instead of 0.81-0.85
 (benchmarks/RESULTS.md, "2026-12-02, fourth pass").
 """
 
