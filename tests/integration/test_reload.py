@@ -47,9 +47,15 @@ def _config(device: str, data_dir: Path, port: int, http_port: int, fps: str, ya
 
 
 def _events(db: Path) -> dict[str, int]:
+    """Events per camera so far; none while the daemon has not created the store (or its tables) yet."""
     if not db.exists():
         return {}
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+        if (
+            conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone()
+            is None
+        ):
+            return {}  # the file is there a moment before its schema: polled in between
         return dict(conn.execute("SELECT camera, COUNT(*) FROM events GROUP BY camera").fetchall())
 
 
