@@ -52,18 +52,17 @@ def _distinct_cheapest(cost: np.ndarray, max_cost: float) -> tuple[np.ndarray, n
     With no more rows than columns: when the rows that have a pair within the gate all have different
     cheapest columns, pairing each with it is optimal (no row can do better, and leaving a pair out costs
     the gate, more than the pair); the rows without one stay unmatched in any assignment. With more rows
-    than columns, the same by columns. Returned as :func:`match` does, rows ascending."""
-    if cost.shape[0] <= cost.shape[1]:
-        cols = cost.argmin(axis=1)
-        rows = np.flatnonzero(cost[np.arange(len(cols)), cols] <= max_cost)
-        cols = cols[rows]
-    else:
-        rows = cost.argmin(axis=0)
-        cols = np.flatnonzero(cost[rows, np.arange(len(rows))] <= max_cost)
-        rows = rows[cols]
+    than columns, the same by columns (on the transpose). Returned as :func:`match` does, rows ascending."""
+    if cost.shape[0] > cost.shape[1]:
+        found = _distinct_cheapest(cost.T, max_cost)
+        if found is None:
+            return None
+        cols, rows = found
         order = np.argsort(rows)
-        rows, cols = rows[order], cols[order]
-    distinct = cols if cost.shape[0] <= cost.shape[1] else rows
-    if len(np.unique(distinct)) != len(distinct):
+        return rows[order], cols[order]
+    cols = cost.argmin(axis=1)
+    rows = np.flatnonzero(cost[np.arange(len(cols)), cols] <= max_cost)
+    cols = cols[rows].astype(np.int64)
+    if len(np.unique(cols)) != len(cols):
         return None
-    return rows.astype(np.int64), cols.astype(np.int64)
+    return rows, cols
