@@ -166,6 +166,7 @@ async def _pipeline_once(spec: RunSpec, detector: Any, proc: Any) -> dict[str, A
         "mean_batch_size": frames / batches if batches else None,
         "dropped": dropped,
         "cpu_percent": 100.0 * cpu_s / seconds if seconds > 0 else None,
+        "instance_nice": pipeline.stages.nice,
         # Where the CPU went, per thread group, in ms per processed frame; and the most frames a second
         # the usable cores could give at that cost per frame (a CPU-bound pipeline's ceiling).
         "cpu_ms_per_frame": per_frame,
@@ -318,7 +319,6 @@ def run_worker(spec: RunSpec) -> dict[str, Any]:
     proc = psutil.Process()
     start_mono = _process_start_monotonic()
     from edgeinfer.detect.pool import open_pool, sample_tensors
-    from edgeinfer.pipeline.priority import instance_nice
     from edgeinfer.tracking import decoder_conf
 
     # The detector the daemon would open for this config (its decoder keeps the trackers' low scores).
@@ -424,7 +424,7 @@ def run_worker(spec: RunSpec) -> dict[str, Any]:
             "threads": detector.choice.threads,
             "batch": detector.choice.batch,
             "how": detector.choice.how,
-            "nice": instance_nice(config.detector.nice, detector.choice.threads),  # as the daemon sets it
+            "nice": repeats[0]["pipeline"]["instance_nice"] if repeats else None,  # as the daemon set it
             "tuning": [m.to_json() for m in detector.choice.measured],
             # RSS the instances added when they were opened (the model file's pages are shared).
             "rss_mb_per_instance": pool_rss_mb / detector.choice.instances,

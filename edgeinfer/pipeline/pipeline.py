@@ -67,11 +67,11 @@ class Pipeline:
         on_result: FrameResultHook | None = None,
         track_prefix: str | None = None,
         snapshots: SnapshotStore | None = None,
-        nice: int | None = None,
+        nice: int = 0,
     ) -> None:
         """``instances``: the detector's runtime instances (default: the detector alone);
         ``max_batch_size``: a lower batch cap than the config's (the detector tuning's choice); ``nice``:
-        how much nicer the instances' threads run (default: ``detector.nice``)."""
+        how much nicer the instances' threads run (the daemon's :func:`~edgeinfer.pipeline.priority.instance_nice`)."""
         self.config, self.detector = config, detector
         self.observer: PipelineObserver = observer or NullObserver()
         self._sink, self._clock = sink, clock
@@ -104,7 +104,6 @@ class Pipeline:
             snapshots=snapshots,
         )
         self.builder = builder
-        nice = config.detector.nice if nice is None else nice
         self.stages = Stages(detector, builder, instances=instances, clock=clock, nice=nice)
         self.processed: dict[str, int] = {c.name: 0 for c in config.cameras}
         self.frames_total = 0
