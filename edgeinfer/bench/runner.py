@@ -164,19 +164,18 @@ def summarize_result(result: dict[str, Any]) -> dict[str, Any]:
         med, spread = merge_latency([p["latency_ms"].get(stage) for p in pipes])
         latency[stage] = {k: _num(v) if k != "n" else int(v) for k, v in med.items()}
         latency_spread[stage] = {k: [_num(a), _num(b)] for k, (a, b) in spread.items()}
+
     # Ratios are paired: each repeat's pipeline against the baselines measured in the same repeat.
-    vs_limit, s_vs_limit = ms(
-        p["pipeline_fps"] / r["limit"]["fps"] if r["limit"]["fps"] else None
-        for p, r in zip(pipes, repeats, strict=True)
-    )
-    vs_naive, s_vs_naive = ms(
-        p["pipeline_fps"] / r["naive"]["fps"] if r["naive"]["fps"] else None
-        for p, r in zip(pipes, repeats, strict=True)
-    )
-    vs_tuned, s_vs_tuned = ms(
-        p["pipeline_fps"] / r["naive_tuned"]["fps"] if r["naive_tuned"]["fps"] else None
-        for p, r in zip(pipes, repeats, strict=True)
-    )
+    def paired(figure: str, baseline: str) -> tuple[float | None, list[float | None]]:
+        """Per repeat, the pipeline's ``figure`` over ``baseline``'s fps (None where either is missing)."""
+        return ms(
+            p[figure] / r[baseline]["fps"] if p.get(figure) is not None and r[baseline]["fps"] else None
+            for p, r in zip(pipes, repeats, strict=True)
+        )
+
+    vs_limit, s_vs_limit = paired("pipeline_fps", "limit")
+    vs_naive, s_vs_naive = paired("pipeline_fps", "naive")
+    vs_tuned, s_vs_tuned = paired("pipeline_fps", "naive_tuned")
     over_limit, s_over_limit = ms(
         p["latency_ms"]["e2e"]["p50"] - r["limit_b1"]["latency_ms"]["p50"]
         if p["latency_ms"].get("e2e")
@@ -184,14 +183,8 @@ def summarize_result(result: dict[str, Any]) -> dict[str, Any]:
         for p, r in zip(pipes, repeats, strict=True)
     )
     bound, s_bound = ms(p.get("cpu_bound_fps") for p in pipes)
-    bound_vs_naive, s_bound_vs_naive = ms(
-        p["cpu_bound_fps"] / r["naive"]["fps"] if p.get("cpu_bound_fps") and r["naive"]["fps"] else None
-        for p, r in zip(pipes, repeats, strict=True)
-    )
-    bound_vs_limit, s_bound_vs_limit = ms(
-        p["cpu_bound_fps"] / r["limit"]["fps"] if p.get("cpu_bound_fps") and r["limit"]["fps"] else None
-        for p, r in zip(pipes, repeats, strict=True)
-    )
+    bound_vs_naive, s_bound_vs_naive = paired("cpu_bound_fps", "naive")
+    bound_vs_limit, s_bound_vs_limit = paired("cpu_bound_fps", "limit")
     cpu_per_frame = _median_groups([p.get("cpu_ms_per_frame") for p in pipes])
     curves = [p["e2e_cdf"] for p in pipes if p.get("e2e_cdf")]
     cdf = [round(float(v), 4) for v in np.median(np.asarray(curves), axis=0)] if curves else []

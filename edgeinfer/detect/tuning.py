@@ -50,9 +50,8 @@ WARMUP_RUNS = 2  # each instance alone, then all at once for WARMUP_S
 # 1.4x its p50 in a warm one (2.33 against 1.63 ms), enough to turn the latency rule's verdict.
 WARMUP_S = 0.15
 CACHE_ENV = "EDGEINFER_TUNING_CACHE"
-CACHE_VERSION = (
-    3  # 2: ties go to the larger batch; 3: the pipeline's cost per batch counts (older: measured again)
-)
+# 2: ties go to the larger batch; 3: the pipeline's cost per batch counts (older choices: measured again)
+CACHE_VERSION = 3
 
 
 class Runnable(Protocol):
